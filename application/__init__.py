@@ -1,0 +1,1 @@
+"""The eventsourcing Application, projections' logic, reconciliation and time travel."""

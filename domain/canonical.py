@@ -1,0 +1,23 @@
+"""Canonical JSON: one byte string per value, so hashes and fingerprints are stable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no insignificant white space, UTF-8, and no NaN or infinity."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(command_name: str, payload: dict[str, Any]) -> str:
+    """The fingerprint of a command: what it asks for, not who asked or under which token."""
+    return sha256_hex(canonical_json({"command": command_name, "payload": payload}))

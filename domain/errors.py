@@ -1,0 +1,114 @@
+"""Typed domain errors. The interface layer maps each class to a status, once."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base class of every error the ledger raises on purpose."""
+
+    #: Stable slug used in problem+json `type` URIs.
+    slug = "ledger-error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidCommand(LedgerError):
+    """A command's values break a rule that holds before anything is executed."""
+
+    slug = "invalid-command"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+# --- Not found -------------------------------------------------------------
+
+
+class NotFound(LedgerError):
+    slug = "not-found"
+
+
+class RunNotFound(NotFound):
+    slug = "run-not-found"
+
+
+class DecisionNotFound(NotFound):
+    slug = "decision-not-found"
+
+
+class ActionNotFound(NotFound):
+    slug = "action-not-found"
+
+
+class ProofNotFound(NotFound):
+    slug = "proof-not-found"
+
+
+class NothingKnownYet(NotFound):
+    """An as-of read asked about a point before the thing existed."""
+
+    slug = "nothing-known-yet"
+
+
+# --- Conflicts with the current state ---------------------------------------
+
+
+class Conflict(LedgerError):
+    slug = "conflict"
+
+
+class RunAlreadyExists(Conflict):
+    slug = "run-already-exists"
+
+
+class RunNotOpen(Conflict):
+    slug = "run-not-open"
+
+
+class RunNotSealed(Conflict):
+    slug = "run-not-sealed"
+
+
+class RunNotRejected(Conflict):
+    slug = "run-not-rejected"
+
+
+class DecisionAlreadyRecorded(Conflict):
+    slug = "decision-already-recorded"
+
+
+class ActionAlreadyCommitted(Conflict):
+    slug = "action-already-committed"
+
+
+class ActionNotRetryable(Conflict):
+    slug = "action-not-retryable"
+
+
+class ActionTransitionRefused(Conflict):
+    slug = "action-transition-refused"
+
+
+class RequestInFlight(Conflict):
+    """The same idempotency token is being executed by another request."""
+
+    slug = "request-in-flight"
+
+
+# --- Idempotency -------------------------------------------------------------
+
+
+class IdempotencyKeyReused(LedgerError):
+    slug = "idempotency-key-reused"
+
+
+# --- Service health ----------------------------------------------------------
+
+
+class ProjectionsBehind(LedgerError):
+    """The read models did not catch up within the allowed time."""
+
+    slug = "projections-behind"

@@ -1,0 +1,1 @@
+"""Settings, storage back ends, read-model views and adapters to the outside world."""

@@ -1,0 +1,109 @@
+"""The ledger's index tables, written in the same transaction as the events.
+
+The library stores events; these tables make the questions the ledger must answer
+cheap, and they are derived only from the events being saved:
+
+- positions: every event's notification position, run and knowledge time. Knowledge
+  time is taken under the writers' lock and never goes backwards, so "as of a time"
+  maps to exactly one position.
+- tokens: every idempotency token ever accepted, with the fingerprint of its command
+  and the event it produced. Its primary key makes a token execute once, even across
+  aggregates and processes.
+- basis: the membership of each run's admitted inputs. A million inputs never sit in
+  the Run aggregate's memory; its primary key refuses a second admission.
+- seals: the (run, attempt) pairs that are sealed. Every decision and action event is
+  saved with a gate that refuses it, inside the transaction, if its run attempt was
+  sealed meanwhile: a command racing a seal lands before it or not at all.
+
+All of them, and the events table, refuse UPDATE, DELETE and TRUNCATE.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+#: Refusal message raised by the append-only triggers.
+APPEND_ONLY_MESSAGE = "decision-ledger: the ledger is append-only; {operation} is refused"
+
+
+@dataclass(frozen=True)
+class LedgerIndexRows:
+    """What one transaction adds to the index tables."""
+
+    events: list[tuple[UUID, int, str]] = field(default_factory=list)
+    """(originator_id, originator_version, run_id) of each event saved."""
+    tokens: list[tuple[str, str, UUID | None, int | None, str | None]] = field(default_factory=list)
+    """(token, fingerprint, originator_id, originator_version, stored_response)."""
+    basis: list[tuple[str, str]] = field(default_factory=list)
+    """(run_id, input_id) newly admitted."""
+    seals: list[tuple[str, int]] = field(default_factory=list)
+    """(run_id, attempt) sealed by this transaction."""
+    gates: list[tuple[str, int]] = field(default_factory=list)
+    """(run_id, attempt) that must still be unsealed when this transaction commits."""
+
+
+@dataclass(frozen=True)
+class TokenReceipt:
+    token: str
+    fingerprint: str
+    originator_id: UUID | None
+    originator_version: int | None
+    stored_response: str | None
+
+
+@dataclass(frozen=True)
+class EventPosition:
+    position: int
+    originator_id: UUID
+    originator_version: int
+    run_id: str
+    topic: str
+    recorded_at: datetime
+
+
+class LedgerIndex(ABC):
+    """Queries over the index tables, implemented by each back end's recorder."""
+
+    @abstractmethod
+    def admitted_among(self, run_id: str, input_ids: Sequence[str]) -> set[str]:
+        """Which of these input IDs the run has already admitted."""
+
+    @abstractmethod
+    def token_receipt(self, token: str) -> TokenReceipt | None:
+        """The receipt of an accepted token, if any."""
+
+    @abstractmethod
+    def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:
+        """Remember the answer to a command that produced no event of its own."""
+
+    @abstractmethod
+    def event_position(self, originator_id: UUID, originator_version: int) -> EventPosition | None:
+        """Where and when an aggregate's event was recorded."""
+
+    @abstractmethod
+    def version_at(self, originator_id: UUID, position: int) -> int | None:
+        """An aggregate's latest version at or before a position."""
+
+    @abstractmethod
+    def position_at(self, moment: datetime) -> int | None:
+        """The last position recorded at or before a moment."""
+
+    @abstractmethod
+    def head_position(self) -> int:
+        """The last position recorded, or 0."""
+
+    @abstractmethod
+    def run_events(self, run_id: str, up_to: int | None = None) -> list[EventPosition]:
+        """A run's events, in position order, up to a position."""
+
+    @abstractmethod
+    def count_run_events(self, run_id: str, up_to: int) -> int:
+        """How many events a run has at or before a position."""
+
+    @abstractmethod
+    def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
+        """Index rows in position order, for walking the whole log."""

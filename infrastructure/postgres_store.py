@@ -1,0 +1,273 @@
+"""The PostgreSQL back end: the library's recorder, extended with the ledger's index
+tables, the sealed-run gate and append-only triggers (UPDATE, DELETE and TRUNCATE)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier, Literal
+
+from infrastructure.ledger_index import (
+    APPEND_ONLY_MESSAGE,
+    EventPosition,
+    LedgerIndex,
+    LedgerIndexRows,
+    TokenReceipt,
+)
+
+#: SQLSTATE raised when a command races a seal. Class 23 makes psycopg, and so the
+#: library, report it as an IntegrityError: the caller reloads and re-checks.
+RUN_SEALED_SQLSTATE = "23D01"
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        prefix = events_table_name.removesuffix("_events")
+        self.tables = {
+            name: f"{prefix}_{name}" for name in ("positions", "tokens", "basis", "seals")
+        }
+        for table in self.tables.values():
+            self.check_identifier_length(table)
+        self.gate_function = f"{prefix}_assert_unsealed"
+        self.refuse_function = f"{prefix}_refuse_rewrite"
+        self.sql_create_statements.extend(self._ledger_ddl())
+
+    def _ident(self, name: str) -> Composed:
+        return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))
+
+    def _table(self, name: str) -> Composed:
+        return self._ident(self.tables[name])
+
+    def _ledger_ddl(self) -> list[Composed]:
+        t = self._table
+        statements = [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " position bigint PRIMARY KEY, originator_id uuid NOT NULL,"
+                " originator_version bigint NOT NULL, run_id text NOT NULL, topic text NOT NULL,"
+                " recorded_at timestamptz NOT NULL, UNIQUE (originator_id, originator_version))"
+            ).format(t("positions")),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (run_id, position)").format(
+                Identifier(self.tables["positions"] + "_run"), t("positions")
+            ),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (recorded_at)").format(
+                Identifier(self.tables["positions"] + "_time"), t("positions")
+            ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " token text PRIMARY KEY, fingerprint text NOT NULL, originator_id uuid,"
+                " originator_version bigint, stored_response text)"
+            ).format(t("tokens")),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " run_id text NOT NULL, input_id text NOT NULL, PRIMARY KEY (run_id, input_id))"
+            ).format(t("basis")),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " run_id text NOT NULL, attempt integer NOT NULL, PRIMARY KEY (run_id, attempt))"
+            ).format(t("seals")),
+            SQL(
+                "CREATE OR REPLACE FUNCTION {function}(run_ids text[], attempts integer[])"
+                " RETURNS void LANGUAGE plpgsql AS $$ BEGIN"
+                " IF EXISTS (SELECT 1 FROM {seals} s"
+                "  JOIN unnest(run_ids, attempts) AS g(run_id, attempt)"
+                "  ON s.run_id = g.run_id AND s.attempt = g.attempt) THEN"
+                "  RAISE EXCEPTION 'decision-ledger: the run was sealed while this command ran'"
+                "  USING ERRCODE = {sqlstate};"
+                " END IF; END $$"
+            ).format(
+                function=self._ident(self.gate_function),
+                seals=t("seals"),
+                sqlstate=Literal(RUN_SEALED_SQLSTATE),
+            ),
+            SQL(
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN RAISE EXCEPTION {message}, TG_OP || ' on ' || TG_TABLE_NAME; END $$"
+            ).format(
+                function=self._ident(self.refuse_function),
+                message=Literal(APPEND_ONLY_MESSAGE.format(operation="%")),
+            ),
+        ]
+        protected = [self.events_table_name, *self.tables.values()]
+        for table in protected:
+            statements += [
+                SQL(
+                    "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {table}"
+                    " FOR EACH ROW EXECUTE FUNCTION {function}()"
+                ).format(
+                    trigger=Identifier(f"{table}_append_only"),
+                    table=self._ident(table),
+                    function=self._ident(self.refuse_function),
+                ),
+                SQL(
+                    "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {table}"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+                ).format(
+                    trigger=Identifier(f"{table}_no_truncate"),
+                    table=self._ident(table),
+                    function=self._ident(self.refuse_function),
+                ),
+            ]
+        return statements
+
+    # --- Writing, inside the library's transaction, after it locked the table ---------
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        rows: LedgerIndexRows | None = kwargs.get("ledger_index")
+        if rows is not None:
+            # A cursor of its own: the library fetches the inserted IDs from `curs`.
+            with curs.connection.cursor() as index_cursor:
+                self._write_index(index_cursor, rows)
+
+    def _write_index(self, c: Cursor[DictRow], rows: LedgerIndexRows) -> None:
+        if rows.gates:
+            c.execute(
+                SQL("SELECT {}(%s, %s)").format(self._ident(self.gate_function)),
+                ([run_id for run_id, _ in rows.gates], [attempt for _, attempt in rows.gates]),
+            )
+        if rows.seals:
+            c.execute(
+                SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::integer[])").format(
+                    self._table("seals")
+                ),
+                ([run_id for run_id, _ in rows.seals], [attempt for _, attempt in rows.seals]),
+            )
+        if rows.basis:
+            c.execute(
+                SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::text[])").format(
+                    self._table("basis")
+                ),
+                ([run_id for run_id, _ in rows.basis], [input_id for _, input_id in rows.basis]),
+            )
+        if rows.tokens:
+            columns = list(zip(*rows.tokens, strict=True))
+            c.execute(
+                SQL(
+                    "INSERT INTO {} SELECT * FROM"
+                    " unnest(%s::text[], %s::text[], %s::uuid[], %s::bigint[], %s::text[])"
+                ).format(self._table("tokens")),
+                [list(column) for column in columns],
+            )
+        if rows.events:
+            # Knowledge time is taken under the writers' lock and never goes backwards.
+            c.execute(
+                SQL(
+                    "INSERT INTO {positions} SELECT e.notification_id, e.originator_id,"
+                    " e.originator_version, x.run_id, e.topic,"
+                    " (SELECT GREATEST(clock_timestamp(), MAX(recorded_at)) FROM {positions})"
+                    " FROM unnest(%s::uuid[], %s::bigint[], %s::text[])"
+                    "  AS x(originator_id, originator_version, run_id)"
+                    " JOIN {events} e ON e.originator_id = x.originator_id"
+                    "  AND e.originator_version = x.originator_version"
+                ).format(positions=self._table("positions"), events=self._ident(self.events_table_name)),
+                [list(column) for column in zip(*rows.events, strict=True)],
+            )
+
+    def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                SQL("INSERT INTO {} VALUES (%s, %s, NULL, NULL, %s)").format(self._table("tokens")),
+                (token, fingerprint, response),
+            )
+
+    # --- Reading --------------------------------------------------------------------
+
+    def _fetchall(self, statement: Composed, params: Sequence[Any] = ()) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(statement, params, prepare=True)
+            return c.fetchall()
+
+    def admitted_among(self, run_id: str, input_ids: Sequence[str]) -> set[str]:
+        rows = self._fetchall(
+            SQL("SELECT input_id FROM {} WHERE run_id = %s AND input_id = ANY(%s)").format(
+                self._table("basis")
+            ),
+            (run_id, list(dict.fromkeys(input_ids))),
+        )
+        return {row["input_id"] for row in rows}
+
+    def token_receipt(self, token: str) -> TokenReceipt | None:
+        rows = self._fetchall(
+            SQL("SELECT * FROM {} WHERE token = %s").format(self._table("tokens")), (token,)
+        )
+        if not rows:
+            return None
+        return TokenReceipt(**rows[0])
+
+    @staticmethod
+    def _event_position(row: DictRow) -> EventPosition:
+        return EventPosition(**row)
+
+    def event_position(self, originator_id: UUID, originator_version: int) -> EventPosition | None:
+        rows = self._fetchall(
+            SQL("SELECT * FROM {} WHERE originator_id = %s AND originator_version = %s").format(
+                self._table("positions")
+            ),
+            (originator_id, originator_version),
+        )
+        return self._event_position(rows[0]) if rows else None
+
+    def version_at(self, originator_id: UUID, position: int) -> int | None:
+        rows = self._fetchall(
+            SQL(
+                "SELECT MAX(originator_version) AS version FROM {}"
+                " WHERE originator_id = %s AND position <= %s"
+            ).format(self._table("positions")),
+            (originator_id, position),
+        )
+        return rows[0]["version"]
+
+    def position_at(self, moment: datetime) -> int | None:
+        rows = self._fetchall(
+            SQL(
+                "SELECT position FROM {} WHERE recorded_at <= %s"
+                " ORDER BY recorded_at DESC, position DESC LIMIT 1"
+            ).format(self._table("positions")),
+            (moment,),
+        )
+        return rows[0]["position"] if rows else None
+
+    def head_position(self) -> int:
+        rows = self._fetchall(
+            SQL("SELECT COALESCE(MAX(position), 0) AS head FROM {}").format(self._table("positions"))
+        )
+        return rows[0]["head"]
+
+    def run_events(self, run_id: str, up_to: int | None = None) -> list[EventPosition]:
+        rows = self._fetchall(
+            SQL("SELECT * FROM {} WHERE run_id = %s AND position <= %s ORDER BY position").format(
+                self._table("positions")
+            ),
+            (run_id, up_to if up_to is not None else 2**62),
+        )
+        return [self._event_position(row) for row in rows]
+
+    def count_run_events(self, run_id: str, up_to: int) -> int:
+        rows = self._fetchall(
+            SQL("SELECT COUNT(*) AS n FROM {} WHERE run_id = %s AND position <= %s").format(
+                self._table("positions")
+            ),
+            (run_id, up_to),
+        )
+        return rows[0]["n"]
+
+    def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
+        rows = self._fetchall(
+            SQL(
+                "SELECT * FROM {} WHERE position > %s AND position <= %s"
+                " ORDER BY position LIMIT %s"
+            ).format(self._table("positions")),
+            (after, up_to if up_to is not None else 2**62, limit),
+        )
+        return [self._event_position(row) for row in rows]

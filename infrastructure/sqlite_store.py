@@ -1,0 +1,249 @@
+"""The embedded back end: the library's SQLite recorder, extended with the ledger's
+index tables, append-only triggers and a polling subscription."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    ListenNotifySubscription,
+    StoredEvent,
+    Subscription,
+)
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+
+from infrastructure.ledger_index import (
+    APPEND_ONLY_MESSAGE,
+    EventPosition,
+    LedgerIndex,
+    LedgerIndexRows,
+    TokenReceipt,
+)
+
+#: SQLite has no LISTEN/NOTIFY: followers poll the log this often (seconds).
+POLL_INTERVAL = 0.05
+#: Stay well under SQLite's limit on bound parameters per statement.
+_MAX_PARAMS = 900
+
+
+def _utc_text(moment: datetime) -> str:
+    """A fixed-width UTC ISO text, so comparing texts compares instants."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
+    """The library's listen/notify subscription, woken by a timer instead of NOTIFY."""
+
+    def __init__(self, recorder: ApplicationRecorder, gt: int | None, topics: Sequence[str]):
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._poll_thread = threading.Thread(target=self._poll, daemon=True)
+        self._poll_thread.start()
+
+    def _poll(self) -> None:
+        while not self._has_been_stopped:
+            self._has_been_notified.set()
+            threading.Event().wait(POLL_INTERVAL)
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
+    index_tables = ("ledger_positions", "ledger_tokens", "ledger_basis", "ledger_seals")
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+
+    @property
+    def protected_tables(self) -> tuple[str, ...]:
+        return (self.events_table_name, *self.index_tables)
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements += [
+            "CREATE TABLE IF NOT EXISTS ledger_positions ("
+            " position INTEGER PRIMARY KEY, originator_id TEXT NOT NULL,"
+            " originator_version INTEGER NOT NULL, run_id TEXT NOT NULL, topic TEXT NOT NULL,"
+            " recorded_at TEXT NOT NULL, UNIQUE (originator_id, originator_version))",
+            "CREATE INDEX IF NOT EXISTS ledger_positions_run ON ledger_positions (run_id, position)",
+            "CREATE INDEX IF NOT EXISTS ledger_positions_time ON ledger_positions (recorded_at)",
+            "CREATE TABLE IF NOT EXISTS ledger_tokens ("
+            " token TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, originator_id TEXT,"
+            " originator_version INTEGER, stored_response TEXT) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS ledger_basis ("
+            " run_id TEXT NOT NULL, input_id TEXT NOT NULL, PRIMARY KEY (run_id, input_id))"
+            " WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS ledger_seals ("
+            " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, PRIMARY KEY (run_id, attempt))"
+            " WITHOUT ROWID",
+        ]
+        for table in self.protected_tables:
+            for operation in ("UPDATE", "DELETE"):
+                message = APPEND_ONLY_MESSAGE.format(operation=f"{operation} on {table}")
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{operation.lower()} "
+                    f"BEFORE {operation} ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"
+                )
+        return statements
+
+    # --- Writing, inside the library's transaction ------------------------------------
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        rows: LedgerIndexRows | None = kwargs.get("ledger_index")
+        if rows is not None:
+            self._write_index(c, rows, stored_events, notification_ids or [])
+        return notification_ids
+
+    def _write_index(
+        self,
+        c: SQLiteCursor,
+        rows: LedgerIndexRows,
+        stored_events: Sequence[StoredEvent],
+        notification_ids: Sequence[int],
+    ) -> None:
+        for run_id, attempt in rows.gates:
+            c.execute("SELECT 1 FROM ledger_seals WHERE run_id = ? AND attempt = ?", (run_id, attempt))
+            if c.fetchone() is not None:
+                msg = f"run {run_id!r} attempt {attempt} was sealed while this command ran"
+                raise IntegrityError(msg)
+        c.executemany("INSERT INTO ledger_seals VALUES (?, ?)", rows.seals)
+        c.executemany("INSERT INTO ledger_basis VALUES (?, ?)", rows.basis)
+        c.executemany(
+            "INSERT INTO ledger_tokens VALUES (?, ?, ?, ?, ?)",
+            [
+                (token, fingerprint, originator_id and originator_id.hex, version, response)
+                for token, fingerprint, originator_id, version, response in rows.tokens
+            ],
+        )
+        if not stored_events:
+            return
+        recorded_at = self._next_recorded_at(c)
+        run_ids = {(originator_id, version): run_id for originator_id, version, run_id in rows.events}
+        c.executemany(
+            "INSERT INTO ledger_positions VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    position,
+                    stored.originator_id.hex,
+                    stored.originator_version,
+                    run_ids[(stored.originator_id, stored.originator_version)],
+                    stored.topic,
+                    recorded_at,
+                )
+                for position, stored in zip(notification_ids, stored_events, strict=True)
+            ],
+        )
+
+    @staticmethod
+    def _next_recorded_at(c: SQLiteCursor) -> str:
+        """Now, or the last knowledge time if the clock went backwards."""
+        c.execute("SELECT MAX(recorded_at) FROM ledger_positions")
+        last = c.fetchone()[0]
+        now = _utc_text(datetime.now(timezone.utc))
+        return max(now, last) if last else now
+
+    def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO ledger_tokens VALUES (?, ?, NULL, NULL, ?)",
+                (token, fingerprint, response),
+            )
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
+        return PollingSubscription(self, gt=gt, topics=topics)
+
+    # --- Reading --------------------------------------------------------------------
+
+    def _fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            return c.fetchall()
+
+    def admitted_among(self, run_id: str, input_ids: Sequence[str]) -> set[str]:
+        admitted: set[str] = set()
+        distinct = list(dict.fromkeys(input_ids))
+        for start in range(0, len(distinct), _MAX_PARAMS):
+            chunk = distinct[start : start + _MAX_PARAMS]
+            placeholders = ",".join("?" * len(chunk))
+            rows = self._fetchall(
+                f"SELECT input_id FROM ledger_basis WHERE run_id = ? AND input_id IN ({placeholders})",
+                [run_id, *chunk],
+            )
+            admitted.update(row[0] for row in rows)
+        return admitted
+
+    def token_receipt(self, token: str) -> TokenReceipt | None:
+        rows = self._fetchall("SELECT * FROM ledger_tokens WHERE token = ?", (token,))
+        if not rows:
+            return None
+        row = rows[0]
+        return TokenReceipt(
+            token=row["token"],
+            fingerprint=row["fingerprint"],
+            originator_id=UUID(row["originator_id"]) if row["originator_id"] else None,
+            originator_version=row["originator_version"],
+            stored_response=row["stored_response"],
+        )
+
+    @staticmethod
+    def _event_position(row: Any) -> EventPosition:
+        return EventPosition(
+            position=row["position"],
+            originator_id=UUID(row["originator_id"]),
+            originator_version=row["originator_version"],
+            run_id=row["run_id"],
+            topic=row["topic"],
+            recorded_at=datetime.fromisoformat(row["recorded_at"]),
+        )
+
+    def event_position(self, originator_id: UUID, originator_version: int) -> EventPosition | None:
+        rows = self._fetchall(
+            "SELECT * FROM ledger_positions WHERE originator_id = ? AND originator_version = ?",
+            (originator_id.hex, originator_version),
+        )
+        return self._event_position(rows[0]) if rows else None
+
+    def version_at(self, originator_id: UUID, position: int) -> int | None:
+        rows = self._fetchall(
+            "SELECT MAX(originator_version) FROM ledger_positions"
+            " WHERE originator_id = ? AND position <= ?",
+            (originator_id.hex, position),
+        )
+        return rows[0][0]
+
+    def position_at(self, moment: datetime) -> int | None:
+        rows = self._fetchall(
+            "SELECT MAX(position) FROM ledger_positions WHERE recorded_at <= ?",
+            (_utc_text(moment),),
+        )
+        return rows[0][0]
+
+    def head_position(self) -> int:
+        return self._fetchall("SELECT COALESCE(MAX(position), 0) FROM ledger_positions")[0][0]
+
+    def run_events(self, run_id: str, up_to: int | None = None) -> list[EventPosition]:
+        rows = self._fetchall(
+            "SELECT * FROM ledger_positions WHERE run_id = ? AND position <= ? ORDER BY position",
+            (run_id, up_to if up_to is not None else 2**62),
+        )
+        return [self._event_position(row) for row in rows]
+
+    def count_run_events(self, run_id: str, up_to: int) -> int:
+        return self._fetchall(
+            "SELECT COUNT(*) FROM ledger_positions WHERE run_id = ? AND position <= ?",
+            (run_id, up_to),
+        )[0][0]
+
+    def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
+        rows = self._fetchall(
+            "SELECT * FROM ledger_positions WHERE position > ? AND position <= ?"
+            " ORDER BY position LIMIT ?",
+            (after, up_to if up_to is not None else 2**62, limit),
+        )
+        return [self._event_position(row) for row in rows]
