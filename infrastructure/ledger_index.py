@@ -105,5 +105,9 @@ class LedgerIndex(ABC):
         """How many events a run has at or before a position."""
 
     @abstractmethod
+    def count_after(self, position: int) -> int:
+        """How many events were recorded after a position."""
+
+    @abstractmethod
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         """Index rows in position order, for walking the whole log."""

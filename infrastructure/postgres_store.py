@@ -262,6 +262,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         )
         return rows[0]["n"]
 
+    def count_after(self, position: int) -> int:
+        rows = self._fetchall(
+            SQL("SELECT COUNT(*) AS n FROM {} WHERE position > %s").format(self._table("positions")),
+            (position,),
+        )
+        return rows[0]["n"]
+
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(
             SQL(

@@ -240,6 +240,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
             (run_id, up_to),
         )[0][0]
 
+    def count_after(self, position: int) -> int:
+        return self._fetchall("SELECT COUNT(*) FROM ledger_positions WHERE position > ?", (position,))[0][0]
+
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(
             "SELECT * FROM ledger_positions WHERE position > ? AND position <= ?"

@@ -1,0 +1,130 @@
+"""The audit log's hash chain and Merkle trees.
+
+canonical_bytes(event) is the canonical JSON (sorted keys, no white space, UTF-8) of:
+
+    {"position": <notification position>,
+     "type": <event topic, e.g. "domain.decision:Decision.Recorded">,
+     "aggregate_id": <aggregate UUID, hyphenated>,
+     "version": <aggregate version>,
+     "timestamp": <the event's timestamp, ISO 8601, as stored>,
+     "state": <the stored state, parsed from its JSON bytes>}
+
+The chain is h_0 = 32 zero bytes, h_n = SHA-256(h_{n-1} || canonical_bytes(event_n)),
+in notification order. Merkle trees follow RFC 6962 / 9162: a leaf hash is
+SHA-256(0x00 || canonical_bytes), a node hash is SHA-256(0x01 || left || right), and a
+tree of n leaves splits at the largest power of two smaller than n.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from domain.canonical import canonical_json
+
+GENESIS_CHAIN_HASH = "00" * 32
+
+
+def canonical_bytes(
+    position: int, topic: str, aggregate_id: UUID | str, version: int, state: bytes
+) -> bytes:
+    parsed = json.loads(state)
+    timestamp = parsed.get("timestamp")
+    if isinstance(timestamp, dict):
+        timestamp = timestamp.get("_data_")
+    return canonical_json(
+        {
+            "position": position,
+            "type": topic,
+            "aggregate_id": str(UUID(str(aggregate_id))),
+            "version": version,
+            "timestamp": timestamp,
+            "state": parsed,
+        }
+    )
+
+
+def next_chain_hash(previous_hex: str, event_bytes: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(previous_hex) + event_bytes).hexdigest()
+
+
+def leaf_hash(event_bytes: bytes) -> str:
+    return hashlib.sha256(b"\x00" + event_bytes).hexdigest()
+
+
+def node_hash(left_hex: str, right_hex: str) -> str:
+    return hashlib.sha256(b"\x01" + bytes.fromhex(left_hex) + bytes.fromhex(right_hex)).hexdigest()
+
+
+def _split(size: int) -> int:
+    """The largest power of two smaller than size (size > 1)."""
+    split = 1
+    while split * 2 < size:
+        split *= 2
+    return split
+
+
+def merkle_root(leaves: Sequence[str]) -> str:
+    """The root over leaf hashes; the empty tree's root is SHA-256 of nothing."""
+    if not leaves:
+        return hashlib.sha256(b"").hexdigest()
+    level = list(leaves)
+    # Bottom-up over the same tree shape as the recursive definition: pair from the
+    # left; a lone last node is carried up unchanged.
+    while len(level) > 1:
+        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def inclusion_path(leaves: Sequence[str], index: int) -> list[str]:
+    """The audit path (RFC 9162 section 2.1.3.1) of the leaf at `index`."""
+    if not 0 <= index < len(leaves):
+        raise IndexError(index)
+    path: list[str] = []
+    level = list(leaves)
+    position = index
+    while len(level) > 1:
+        sibling = position ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+        position //= 2
+    return path
+
+
+def root_from_inclusion_path(leaf: str, index: int, tree_size: int, path: Sequence[str]) -> str:
+    """RFC 9162 section 2.1.3.2: recompute the root from a leaf and its audit path.
+    Raises ValueError when the path cannot belong to a tree of that size."""
+    if not 0 <= index < tree_size:
+        raise ValueError("leaf index outside the tree")
+    fn, sn = index, tree_size - 1
+    result = leaf
+    for sibling in path:
+        if sn == 0:
+            raise ValueError("audit path is longer than the tree is deep")
+        if fn % 2 == 1 or fn == sn:
+            result = node_hash(sibling, result)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            result = node_hash(result, sibling)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("audit path is shorter than the tree is deep")
+    return result
+
+
+def event_record_hashes(previous_chain: str, event_bytes: bytes) -> dict[str, Any]:
+    return {"leaf_hash": leaf_hash(event_bytes), "chain_hash": next_chain_hash(previous_chain, event_bytes)}

@@ -1,0 +1,125 @@
+"""The audit log: one record per stored event, hash-chained in notification order."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Mapper
+
+from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
+from application.projections.base import LedgerProjection, utc_text
+from infrastructure.ledger_index import EventPosition, LedgerIndex
+from infrastructure.views import ViewCursor, ViewStore
+
+AUDIT_COLUMNS = (
+    "position",
+    "recorded_at",
+    "run_id",
+    "aggregate_id",
+    "aggregate_version",
+    "event_type",
+    "actor",
+    "attempt",
+    "summary",
+    "leaf_hash",
+    "chain_hash",
+)
+
+
+class AuditLogProjection(LedgerProjection):
+    name = "audit"
+    table_names: ClassVar = ("records",)
+    ddl: ClassVar = (
+        "CREATE TABLE IF NOT EXISTS {records} ("
+        " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, run_id TEXT NOT NULL,"
+        " aggregate_id TEXT NOT NULL, aggregate_version BIGINT NOT NULL, event_type TEXT NOT NULL,"
+        " actor TEXT NOT NULL, attempt INTEGER NOT NULL, summary TEXT NOT NULL,"
+        " leaf_hash TEXT NOT NULL, chain_hash TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS {records_run} ON {records} (run_id, position)",
+    )
+
+    def __init__(self, view: ViewStore, index: LedgerIndex, mapper: Mapper[Any]) -> None:
+        self.mapper = mapper
+        self._previous_chain = GENESIS_CHAIN_HASH
+        self.index_names = {"records_run": f'"{view.projection}_g{view.generation}_records_run"'}
+        super().__init__(view, index)
+
+    def _ddl_names(self) -> dict[str, str]:
+        return {**self.t, **self.index_names}
+
+    def begin_batch(self, cursor: ViewCursor) -> None:
+        row = cursor.execute(
+            f"SELECT chain_hash FROM {self.t['records']} ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        self._previous_chain = row["chain_hash"] if row else GENESIS_CHAIN_HASH
+
+    def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
+        stored = self.mapper.to_stored_event(domain_event)
+        event_bytes = canonical_bytes(
+            position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
+        )
+        chain_hash = next_chain_hash(self._previous_chain, event_bytes)
+        cursor.execute(
+            f"INSERT INTO {self.t['records']} ({', '.join(AUDIT_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
+            (
+                position.position,
+                utc_text(position.recorded_at),
+                position.run_id,
+                str(domain_event.originator_id),
+                domain_event.originator_version,
+                type(domain_event).__qualname__,
+                getattr(domain_event, "actor", ""),
+                getattr(domain_event, "attempt", 0),
+                describe(domain_event),
+                leaf_hash(event_bytes),
+                chain_hash,
+            ),
+        )
+        self._previous_chain = chain_hash
+
+
+def describe(domain_event: Any) -> str:
+    """A short human summary of an event."""
+    kind = type(domain_event).__qualname__
+    data = vars(domain_event)
+    match kind:
+        case "Run.Opened":
+            return f"run {data['run_id']} opened in lane {data['lane']}"
+        case "Run.BasisAdmitted":
+            return (
+                f"{len(data['input_ids'])} of {data['batch_size']} inputs newly admitted"
+                f" ({data['admitted_total']} in all)"
+            )
+        case "Run.Sealed":
+            return f"attempt {data['attempt']} sealed"
+        case "Run.Committed":
+            return f"attempt {data['attempt']} committed at seal position {data['seal_position']}"
+        case "Run.Rejected":
+            codes = ", ".join(reason["code"] for reason in data["reasons"])
+            return f"attempt {data['attempt']} rejected: {codes}"
+        case "Run.Reopened":
+            return f"reopened as attempt {data['attempt']}: {data['reason']}"
+        case "Decision.Recorded":
+            return f"decision for input {data['input_id']}: {data['outcome']}"
+        case "Decision.Corrected":
+            return f"decision corrected to {data['outcome']}: {data['reason']}"
+        case "Action.Requested":
+            return f"action {data['kind']} requested for input {data['input_id']}"
+        case "Action.Committed":
+            return "action committed" + (f" as {data['external_ref']}" if data.get("external_ref") else "")
+        case "Action.Failed":
+            return f"action failed: {data['error']}"
+        case "Action.Waived":
+            return f"action waived: {data['reason']}"
+    return kind
+
+
+def audit_log_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """The records as they stood at `position`: what verify compares."""
+    return {
+        "records": (
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {t['records']} WHERE position <= ? ORDER BY position",
+            (position,),
+        )
+    }

@@ -1,0 +1,379 @@
+"""The run summary and the reconciliation view, kept in one projection so that they
+always describe the same position.
+
+Every table is temporal: a row holds over the position range [valid_from, valid_to),
+or says at which positions an input was admitted and decided. An as-of read is an
+index lookup, and a view can be compared with a rebuild as of any position.
+
+- summary:   one row per run per event of that run (the counts after that event).
+- inputs:    per (run, input): when it was admitted, when a decision was recorded.
+- decisions: per decision and version: its outcome then in force.
+- actions:   per action and version: its status.
+
+Reconciliation, as of position P:
+  missing     = admitted at or before P, and not decided at or before P
+  unexpected  = decided at or before P, and not admitted at or before P
+  pending     = actions whose status at P is `requested`
+  failed      = actions whose status at P is `failed` (neither retried nor waived)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from eventsourcing.dispatch import singledispatchmethod
+
+from application.projections.base import LedgerProjection, utc_text
+from domain.action import Action
+from domain.decision import Decision
+from domain.run import Run
+from infrastructure.ledger_index import EventPosition
+from infrastructure.views import ViewCursor
+
+#: SQLite caps bound parameters per statement; stay well under it.
+_CHUNK = 500
+
+SUMMARY_COUNTERS = (
+    "admitted_count",
+    "decision_count",
+    "corrected_count",
+    "missing_count",
+    "unexpected_count",
+    "actions_requested",
+    "actions_pending",
+    "actions_committed",
+    "actions_failed",
+    "actions_waived",
+    "event_count",
+)
+
+SUMMARY_COLUMNS = (
+    "run_id",
+    "valid_from",
+    "valid_to",
+    "attempt",
+    "status",
+    "lane",
+    "allow_empty",
+    "basis_digest",
+    "outcome_counts",
+    *SUMMARY_COUNTERS,
+    "first_position",
+    "last_position",
+    "opened_at",
+    "updated_at",
+)
+
+
+class RunViewsProjection(LedgerProjection):
+    name = "runs"
+    table_names: ClassVar = ("summary", "inputs", "decisions", "actions")
+    ddl: ClassVar = (
+        "CREATE TABLE IF NOT EXISTS {summary} ("
+        " run_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
+        " attempt INTEGER NOT NULL, status TEXT NOT NULL, lane TEXT NOT NULL,"
+        " allow_empty INTEGER NOT NULL, basis_digest TEXT NOT NULL, outcome_counts TEXT NOT NULL,"
+        + "".join(f" {counter} BIGINT NOT NULL," for counter in SUMMARY_COUNTERS)
+        + " first_position BIGINT NOT NULL, last_position BIGINT NOT NULL,"
+        " opened_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " PRIMARY KEY (run_id, valid_from))",
+        "CREATE INDEX IF NOT EXISTS {summary_current} ON {summary} (status, lane, run_id)"
+        " WHERE valid_to IS NULL",
+        "CREATE TABLE IF NOT EXISTS {inputs} ("
+        " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT, decided_at BIGINT,"
+        " decision_id TEXT, PRIMARY KEY (run_id, input_id))",
+        "CREATE TABLE IF NOT EXISTS {decisions} ("
+        " decision_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
+        " run_id TEXT NOT NULL, input_id TEXT NOT NULL, outcome TEXT NOT NULL,"
+        " effective_at TEXT NOT NULL, corrections INTEGER NOT NULL,"
+        " PRIMARY KEY (decision_id, valid_from))",
+        "CREATE TABLE IF NOT EXISTS {actions} ("
+        " action_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
+        " run_id TEXT NOT NULL, input_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
+        " PRIMARY KEY (action_id, valid_from))",
+        "CREATE INDEX IF NOT EXISTS {actions_run} ON {actions} (run_id, status, valid_from)",
+    )
+
+    def __init__(self, view: Any, index: Any) -> None:
+        # Index names are not schema-qualified: they live beside their table.
+        self.index_names = {
+            "summary_current": f'"{view.projection}_g{view.generation}_summary_current"',
+            "actions_run": f'"{view.projection}_g{view.generation}_actions_run"',
+        }
+        self._current: dict[str, dict[str, Any]] = {}
+        super().__init__(view, index)
+
+    def _ddl_names(self) -> dict[str, str]:
+        return {**self.t, **self.index_names}
+
+    # --- Batch plumbing ---------------------------------------------------------------
+
+    def begin_batch(self, cursor: ViewCursor) -> None:
+        self._current = {}
+
+    def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
+        summary = self._summary(cursor, position.run_id)
+        self.on_event(domain_event, cursor, summary, position)
+        assert summary is not None or isinstance(domain_event, Run.Opened)
+        summary = self._current[position.run_id]
+        summary["event_count"] += 1
+        summary["last_position"] = position.position
+        summary["updated_at"] = utc_text(position.recorded_at)
+        self._write_summary(cursor, summary, position.position)
+
+    def _summary(self, cursor: ViewCursor, run_id: str) -> dict[str, Any] | None:
+        if run_id not in self._current:
+            row = cursor.execute(
+                f"SELECT * FROM {self.t['summary']} WHERE run_id = ? AND valid_to IS NULL", (run_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            row["outcome_counts"] = json.loads(row["outcome_counts"])
+            self._current[run_id] = row
+        return self._current[run_id]
+
+    def _write_summary(self, cursor: ViewCursor, summary: dict[str, Any], position: int) -> None:
+        cursor.execute(
+            f"UPDATE {self.t['summary']} SET valid_to = ? WHERE run_id = ? AND valid_to IS NULL",
+            (position, summary["run_id"]),
+        )
+        summary["valid_from"], summary["valid_to"] = position, None
+        row = {**summary, "outcome_counts": json.dumps(summary["outcome_counts"], sort_keys=True)}
+        placeholders = ", ".join("?" * len(SUMMARY_COLUMNS))
+        cursor.execute(
+            f"INSERT INTO {self.t['summary']} ({', '.join(SUMMARY_COLUMNS)}) VALUES ({placeholders})",
+            [row[column] for column in SUMMARY_COLUMNS],
+        )
+
+    # --- Runs --------------------------------------------------------------------------
+
+    @singledispatchmethod
+    def on_event(self, domain_event: Any, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        """Events this view does not need still count, and still advance tracking."""
+
+    @on_event.register
+    def _(self, domain_event: Run.Opened, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        recorded_at = utc_text(position.recorded_at)
+        self._current[domain_event.run_id] = {
+            "run_id": domain_event.run_id,
+            "attempt": domain_event.attempt,
+            "status": "open",
+            "lane": domain_event.lane,
+            "allow_empty": int(domain_event.allow_empty),
+            "basis_digest": "0" * 64,
+            "outcome_counts": {},
+            **dict.fromkeys(SUMMARY_COUNTERS, 0),
+            "first_position": position.position,
+            "last_position": position.position,
+            "opened_at": recorded_at,
+            "updated_at": recorded_at,
+        }
+
+    @on_event.register
+    def _(self, domain_event: Run.BasisAdmitted, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        already_decided: set[str] = set()
+        new_ids = domain_event.input_ids
+        for start in range(0, len(new_ids), _CHUNK):
+            chunk = new_ids[start : start + _CHUNK]
+            rows = cursor.execute(
+                f"SELECT input_id FROM {self.t['inputs']} WHERE run_id = ?"
+                f" AND input_id IN ({', '.join('?' * len(chunk))})",
+                [domain_event.run_id, *chunk],
+            ).fetchall()
+            already_decided.update(row["input_id"] for row in rows)
+        cursor.executemany(
+            f"UPDATE {self.t['inputs']} SET admitted_at = ? WHERE run_id = ? AND input_id = ?",
+            [(position.position, domain_event.run_id, input_id) for input_id in already_decided],
+        )
+        cursor.executemany(
+            f"INSERT INTO {self.t['inputs']} VALUES (?, ?, ?, NULL, NULL)",
+            [
+                (domain_event.run_id, input_id, position.position)
+                for input_id in new_ids
+                if input_id not in already_decided
+            ],
+        )
+        summary["admitted_count"] = domain_event.admitted_total
+        summary["basis_digest"] = domain_event.basis_digest
+        summary["unexpected_count"] -= len(already_decided)
+        summary["missing_count"] += len(new_ids) - len(already_decided)
+
+    @on_event.register
+    def _(self, domain_event: Run.Sealed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        summary["status"] = "sealed"
+
+    @on_event.register
+    def _(self, domain_event: Run.Committed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        summary["status"] = "committed"
+
+    @on_event.register
+    def _(self, domain_event: Run.Rejected, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        summary["status"] = "rejected"
+
+    @on_event.register
+    def _(self, domain_event: Run.Reopened, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        summary["status"] = "open"
+        summary["attempt"] = domain_event.attempt
+
+    # --- Decisions -------------------------------------------------------------------
+
+    @on_event.register
+    def _(self, domain_event: Decision.Recorded, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        decision_id = str(domain_event.originator_id)
+        row = cursor.execute(
+            f"SELECT admitted_at FROM {self.t['inputs']} WHERE run_id = ? AND input_id = ?",
+            (domain_event.run_id, domain_event.input_id),
+        ).fetchone()
+        if row is None:
+            cursor.execute(
+                f"INSERT INTO {self.t['inputs']} VALUES (?, ?, NULL, ?, ?)",
+                (domain_event.run_id, domain_event.input_id, position.position, decision_id),
+            )
+            summary["unexpected_count"] += 1
+        else:
+            cursor.execute(
+                f"UPDATE {self.t['inputs']} SET decided_at = ?, decision_id = ?"
+                " WHERE run_id = ? AND input_id = ?",
+                (position.position, decision_id, domain_event.run_id, domain_event.input_id),
+            )
+            summary["missing_count"] -= 1
+        cursor.execute(
+            f"INSERT INTO {self.t['decisions']} VALUES (?, ?, NULL, ?, ?, ?, ?, 0)",
+            (
+                decision_id,
+                position.position,
+                domain_event.run_id,
+                domain_event.input_id,
+                domain_event.outcome,
+                utc_text(domain_event.timestamp),
+            ),
+        )
+        summary["decision_count"] += 1
+        _count(summary["outcome_counts"], domain_event.outcome, +1)
+
+    @on_event.register
+    def _(self, domain_event: Decision.Corrected, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        decision_id = str(domain_event.originator_id)
+        current = cursor.execute(
+            f"SELECT * FROM {self.t['decisions']} WHERE decision_id = ? AND valid_to IS NULL",
+            (decision_id,),
+        ).fetchone()
+        assert current is not None, decision_id
+        effective_at = utc_text(domain_event.effective_at)
+        # The outcome in force is the one effective latest (a back-dated correction
+        # older than the current entry changes history, not the present).
+        takes_over = effective_at >= current["effective_at"]
+        outcome = domain_event.outcome if takes_over else current["outcome"]
+        if current["corrections"] == 0:
+            summary["corrected_count"] += 1
+        if takes_over and outcome != current["outcome"]:
+            _count(summary["outcome_counts"], current["outcome"], -1)
+            _count(summary["outcome_counts"], outcome, +1)
+        cursor.execute(
+            f"UPDATE {self.t['decisions']} SET valid_to = ? WHERE decision_id = ? AND valid_to IS NULL",
+            (position.position, decision_id),
+        )
+        cursor.execute(
+            f"INSERT INTO {self.t['decisions']} VALUES (?, ?, NULL, ?, ?, ?, ?, ?)",
+            (
+                decision_id,
+                position.position,
+                current["run_id"],
+                current["input_id"],
+                outcome,
+                effective_at if takes_over else current["effective_at"],
+                current["corrections"] + 1,
+            ),
+        )
+
+    # --- Actions ----------------------------------------------------------------------
+
+    @on_event.register
+    def _(self, domain_event: Action.Requested, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        cursor.execute(
+            f"INSERT INTO {self.t['actions']} VALUES (?, ?, NULL, ?, ?, ?, 'requested')",
+            (
+                str(domain_event.originator_id),
+                position.position,
+                domain_event.run_id,
+                domain_event.input_id,
+                domain_event.kind,
+            ),
+        )
+        summary["actions_requested"] += 1
+        summary["actions_pending"] += 1
+
+    @on_event.register
+    def _(self, domain_event: Action.Committed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        previous = self._move_action(cursor, domain_event, position, "committed")
+        summary["actions_committed"] += 1
+        summary["actions_pending" if previous == "requested" else "actions_failed"] -= 1
+
+    @on_event.register
+    def _(self, domain_event: Action.Failed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        previous = self._move_action(cursor, domain_event, position, "failed")
+        if previous == "requested":
+            summary["actions_pending"] -= 1
+            summary["actions_failed"] += 1
+
+    @on_event.register
+    def _(self, domain_event: Action.Waived, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+        self._move_action(cursor, domain_event, position, "waived")
+        summary["actions_failed"] -= 1
+        summary["actions_waived"] += 1
+
+    def _move_action(self, cursor: ViewCursor, domain_event: Any, position: EventPosition, status: str) -> str:
+        action_id = str(domain_event.originator_id)
+        current = cursor.execute(
+            f"SELECT * FROM {self.t['actions']} WHERE action_id = ? AND valid_to IS NULL", (action_id,)
+        ).fetchone()
+        assert current is not None, action_id
+        cursor.execute(
+            f"UPDATE {self.t['actions']} SET valid_to = ? WHERE action_id = ? AND valid_to IS NULL",
+            (position.position, action_id),
+        )
+        cursor.execute(
+            f"INSERT INTO {self.t['actions']} VALUES (?, ?, NULL, ?, ?, ?, ?)",
+            (action_id, position.position, current["run_id"], current["input_id"], current["kind"], status),
+        )
+        return str(current["status"])
+
+
+def _count(counts: dict[str, int], outcome: str, delta: int) -> None:
+    counts[outcome] = counts.get(outcome, 0) + delta
+    if counts[outcome] == 0:
+        del counts[outcome]
+
+
+def run_views_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """Each table's rows as they stood at `position`: what verify compares."""
+    p = position
+    upto = "CASE WHEN valid_to IS NOT NULL AND valid_to <= ? THEN valid_to END AS valid_to"
+    other_summary = ", ".join(c for c in SUMMARY_COLUMNS if c not in ("run_id", "valid_from", "valid_to"))
+    return {
+        "summary": (
+            f"SELECT run_id, valid_from, {upto}, {other_summary} FROM {t['summary']}"
+            " WHERE valid_from <= ? ORDER BY run_id, valid_from",
+            (p, p),
+        ),
+        "inputs": (
+            "SELECT run_id, input_id,"
+            " CASE WHEN admitted_at <= ? THEN admitted_at END AS admitted_at,"
+            " CASE WHEN decided_at <= ? THEN decided_at END AS decided_at,"
+            " CASE WHEN decided_at <= ? THEN decision_id END AS decision_id"
+            f" FROM {t['inputs']} WHERE admitted_at <= ? OR decided_at <= ?"
+            " ORDER BY run_id, input_id",
+            (p, p, p, p, p),
+        ),
+        "decisions": (
+            f"SELECT decision_id, valid_from, {upto}, run_id, input_id, outcome, effective_at,"
+            f" corrections FROM {t['decisions']} WHERE valid_from <= ? ORDER BY decision_id, valid_from",
+            (p, p),
+        ),
+        "actions": (
+            f"SELECT action_id, valid_from, {upto}, run_id, input_id, kind, status"
+            f" FROM {t['actions']} WHERE valid_from <= ? ORDER BY action_id, valid_from",
+            (p, p),
+        ),
+    }
