@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, Recording
 from eventsourcing.utils import EnvType
 
+from application.proofs import proof_digest
 from application.views import (
     ActionView,
     AdmissionView,
@@ -35,6 +36,7 @@ from domain import errors
 from domain.action import Action
 from domain.commands import (
     AdmitInputs,
+    CloseRun,
     Command,
     CommitAction,
     CorrectDecision,
@@ -48,7 +50,7 @@ from domain.commands import (
 from domain.decision import Decision
 from domain.identity import run_uuid, validate_run_id
 from domain.ledger_aggregate import LedgerAggregate
-from domain.run import Run
+from domain.run import Reconciliation, Run, RunStatus, verdict_token
 from infrastructure.ledger_index import LedgerIndex, LedgerIndexRows, TokenReceipt
 
 AggregateT = TypeVar("AggregateT", bound=LedgerAggregate)
@@ -102,7 +104,7 @@ class DecisionLedger(Application[UUID]):
         def attempt() -> CommandResult[AdmissionView]:
             if receipt := self._receipt(command):
                 return self._admission_result(receipt.originator_id, receipt.originator_version, True)
-            run = self._load_run(command.run_id)
+            run = self.load_run(command.run_id)
             already_admitted = self.index.admitted_among(command.run_id, command.input_ids)
             replayed = run.admit(command, already_admitted)
             if replayed is not None:
@@ -115,10 +117,59 @@ class DecisionLedger(Application[UUID]):
         def attempt() -> CommandResult[RunView]:
             if receipt := self._receipt(command):
                 return self._run_result(receipt.originator_id, receipt.originator_version, True)
-            run = self._load_run(command.run_id)
+            run = self.load_run(command.run_id)
             replayed = run.reopen(command)
             if replayed is not None:
                 return self._run_result(run.id, replayed, True)
+            return self._saved(self._run_result, run)
+
+        return self._with_retries(attempt)
+
+    def seal_run(self, command: CloseRun) -> CommandResult[RunView]:
+        """The first half of a close: after this, nothing more lands in this attempt."""
+
+        def attempt() -> CommandResult[RunView]:
+            if receipt := self._receipt(command):
+                return self._run_result(receipt.originator_id, receipt.originator_version, True)
+            run = self.load_run(command.run_id)
+            replayed = run.seal(command)
+            if replayed is not None:
+                return self._run_result(run.id, replayed, True)
+            return self._saved(self._run_result, run)
+
+        return self._with_retries(attempt)
+
+    def seal_position(self, run: Run) -> int:
+        """Where the run's current attempt was sealed."""
+        if run.sealed_version is None:
+            raise errors.RunNotSealed(f"run {run.run_id!r} is not sealed")
+        return self._position(run.id, run.sealed_version).position
+
+    def record_verdict(
+        self,
+        command: CloseRun,
+        evidence: Reconciliation,
+        make_proof: Callable[[Run], dict[str, Any]],
+    ) -> CommandResult[RunView]:
+        """The second half of a close: green only if the evidence proves the run
+        reconciles (the Run decides), red with reasons otherwise."""
+
+        def attempt() -> CommandResult[RunView]:
+            receipt = self.index.token_receipt(verdict_token(command.token))
+            if receipt is not None:
+                return self._run_result(receipt.originator_id, receipt.originator_version, True)
+            run = self.load_run(command.run_id)
+            if run.status != RunStatus.SEALED:
+                verdict = run.latest_verdict
+                if verdict is not None and verdict["seal_position"] == evidence.seal_position:
+                    # Another closer recorded this attempt's verdict first.
+                    return self._run_result(run.id, run.version, True)
+                run.require_sealed()
+            if run.rejection_reasons(evidence):
+                run.reject(command, evidence)
+            else:
+                proof = make_proof(run)
+                run.commit(command, evidence, proof, proof_digest(proof))
             return self._saved(self._run_result, run)
 
         return self._with_retries(attempt)
@@ -135,7 +186,7 @@ class DecisionLedger(Application[UUID]):
         existing = self._find(decision_id, Decision)
         if existing is not None:
             return self._decision_result(decision_id, existing.replay_of_record(command), True)
-        run = self._load_run(command.run_id)
+        run = self.load_run(command.run_id)
         run.require_open()
         decision = Decision.record(command, run.attempt)
         return self._saved(self._decision_result, decision)
@@ -159,7 +210,7 @@ class DecisionLedger(Application[UUID]):
                         "this idempotency key was already used for a different batch"
                     )
                 return self._batch_from_record(run_id, receipt.stored_response or "[]")
-            run = self._load_run(run_id)
+            run = self.load_run(run_id)
             run.require_open()
             outcomes: list[BatchItemResult] = []
             fresh: dict[int, Decision] = {}
@@ -209,7 +260,7 @@ class DecisionLedger(Application[UUID]):
         if existing is not None:
             version = existing.replay_of_record(command)
             return self._decision_view(self._load_at(decision_id, Decision, version))
-        run = self._load_run(command.run_id)
+        run = self.load_run(command.run_id)
         return Decision.record(command, run.attempt)
 
     def _batch_one_by_one(
@@ -277,7 +328,7 @@ class DecisionLedger(Application[UUID]):
             if receipt := self._receipt(command):
                 return self._decision_result(receipt.originator_id, receipt.originator_version, True)
             decision = self._load(command.decision_id, Decision, errors.DecisionNotFound)
-            run = self._load_run(decision.run_id)
+            run = self.load_run(decision.run_id)
             replayed = decision.replayed_version(command)
             if replayed is not None:
                 return self._decision_result(decision.id, replayed, True)
@@ -297,7 +348,7 @@ class DecisionLedger(Application[UUID]):
             existing = self._find(action_id, Action)
             if existing is not None:
                 return self._action_result(action_id, existing.replay_of_request(command), True)
-            run = self._load_run(command.run_id)
+            run = self.load_run(command.run_id)
             decision = self._find(command.decision_id, Decision)
             if decision is None or decision.run_id != command.run_id:
                 raise errors.DecisionNotFound(
@@ -327,7 +378,7 @@ class DecisionLedger(Application[UUID]):
             if receipt := self._receipt(command):
                 return self._action_result(receipt.originator_id, receipt.originator_version, True)
             action = self._load(command.action_id, Action, errors.ActionNotFound)
-            run = self._load_run(action.run_id)
+            run = self.load_run(action.run_id)
             replayed = action.replayed_version(command)
             if replayed is not None:
                 return self._action_result(action.id, replayed, True)
@@ -343,6 +394,9 @@ class DecisionLedger(Application[UUID]):
         validate_run_id(run_id)
         run = self._load_as_of(run_uuid(run_id), Run, errors.RunNotFound, as_of_position)
         return self._run_view(run)
+
+    def run_at_version(self, run_id: str, version: int) -> CommandResult[RunView]:
+        return self._run_result(run_uuid(run_id), version, True)
 
     def get_decision(
         self,
@@ -434,7 +488,7 @@ class DecisionLedger(Application[UUID]):
             raise missing(f"{kind.__name__.lower()} {aggregate_id} not found")
         return aggregate
 
-    def _load_run(self, run_id: str) -> Run:
+    def load_run(self, run_id: str) -> Run:
         run = self._find(run_uuid(run_id), Run)
         if run is None:
             raise errors.RunNotFound(f"run {run_id!r} not found")

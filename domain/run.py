@@ -100,6 +100,7 @@ class Run(LedgerAggregate):
         self.basis_digest = EMPTY_BASIS_DIGEST
         self.creation_fingerprint = fingerprint
         self.seal_position = None
+        self.sealed_version = None
         self.verdicts = []
         self.receipts = {}
 
@@ -168,6 +169,7 @@ class Run(LedgerAggregate):
     @event("Sealed")
     def _seal(self, run_id: str, attempt: int, actor: str, token: str, fingerprint: str) -> None:
         self.status = RunStatus.SEALED.value
+        self.sealed_version = self.version + 1
 
     def rejection_reasons(self, evidence: Reconciliation) -> list[RejectionReason]:
         """Fail closed: every rule that is not proven to hold is a reason to reject."""
@@ -237,6 +239,7 @@ class Run(LedgerAggregate):
                 "reasons": [],
                 "summary": summary,
                 "proof_digest": proof_digest,
+                "proof": proof,
             }
         )
 
@@ -274,6 +277,7 @@ class Run(LedgerAggregate):
                 "reasons": reasons,
                 "summary": summary,
                 "proof_digest": None,
+                "proof": None,
             }
         )
 
@@ -307,6 +311,7 @@ class Run(LedgerAggregate):
         self.status = RunStatus.OPEN.value
         self.attempt = attempt
         self.seal_position = None
+        self.sealed_version = None
 
     @property
     def latest_verdict(self) -> dict[str, Any] | None:

@@ -1,0 +1,336 @@
+"""Queries over the projections: run summaries, reconciliation, run listings and the
+audit log, current or as of any earlier position (an index lookup, not a replay)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from application.projections.runtime import Projections
+from domain import errors
+from domain.identity import validate_run_id
+from domain.run import Reconciliation, RejectionReason
+
+#: How many IDs a reconciliation category shows before paging.
+DEFAULT_SAMPLE = 100
+RECONCILIATION_CATEGORIES = ("missing", "unexpected", "pending", "failed")
+
+
+@dataclass(frozen=True)
+class RunSummaryView:
+    run_id: str
+    attempt: int
+    status: str
+    lane: str
+    allow_empty: bool
+    admitted_count: int
+    basis_digest: str
+    decision_count: int
+    outcome_counts: dict[str, int]
+    corrected_count: int
+    missing_count: int
+    unexpected_count: int
+    actions: dict[str, int]
+    audit_records: int
+    event_count: int
+    first_position: int
+    last_position: int
+    opened_at: str
+    updated_at: str
+    as_of_position: int
+
+    def counts(self) -> dict[str, Any]:
+        """The counts a verdict records."""
+        return {
+            "admitted": self.admitted_count,
+            "basis_digest": self.basis_digest,
+            "decisions": self.decision_count,
+            "outcomes": self.outcome_counts,
+            "corrected": self.corrected_count,
+            "missing": self.missing_count,
+            "unexpected": self.unexpected_count,
+            "actions": self.actions,
+            "audit_records": self.audit_records,
+            "events": self.event_count,
+        }
+
+
+@dataclass(frozen=True)
+class CategoryPage:
+    count: int
+    ids: list[str]
+    next_after: str | None
+
+
+@dataclass(frozen=True)
+class ReconciliationView:
+    run_id: str
+    as_of_position: int
+    categories: dict[str, CategoryPage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunListPage:
+    runs: list[RunSummaryView]
+    next_after: str | None
+    as_of_position: int
+
+
+@dataclass(frozen=True)
+class AuditRecordView:
+    position: int
+    recorded_at: str
+    run_id: str
+    aggregate_id: str
+    aggregate_version: int
+    event_type: str
+    actor: str
+    attempt: int
+    summary: str
+    leaf_hash: str
+    chain_hash: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecordView]
+    next_after: int | None
+    as_of_position: int
+
+
+class ReadModels:
+    """Reads the live generation of each projection."""
+
+    def __init__(self, projections: Projections, *, wait_timeout: float = 5.0) -> None:
+        self.projections = projections
+        self.index = projections.app.index
+        self.wait_timeout = wait_timeout
+
+    # --- Consistency ---------------------------------------------------------------------
+
+    def wait_for(self, position: int | None, timeout: float | None = None) -> None:
+        """Read-your-writes: wait until the views have applied `position`."""
+        if position is None or position <= 0:
+            return
+        target = min(position, self.index.head_position())
+        if not self.projections.wait_for(target, self.wait_timeout if timeout is None else timeout):
+            raise errors.ProjectionsBehind(
+                f"the read models have not reached position {target} yet; retry shortly"
+            )
+
+    def _reading_position(self, as_of_position: int | None) -> int:
+        """The position an answer reflects: the views' own, or an earlier one asked for."""
+        views_at = min(self.projections.live_store(name).position() for name in self.projections.names)
+        if as_of_position is None:
+            return views_at
+        if as_of_position > views_at:
+            self.wait_for(as_of_position)
+            return min(as_of_position, self.index.head_position())
+        return as_of_position
+
+    # --- Summaries ---------------------------------------------------------------------------
+
+    def summary(self, run_id: str, *, as_of_position: int | None = None, attempt: int | None = None) -> RunSummaryView:
+        validate_run_id(run_id)
+        position = self._reading_position(as_of_position)
+        tables = self.projections.live_tables("runs")
+        attempt_filter = "" if attempt is None else " AND attempt = ?"
+        params: list[Any] = [run_id, position] + ([] if attempt is None else [attempt])
+        rows = self.projections.live_store("runs").fetchall(
+            f"SELECT * FROM {tables['summary']} WHERE run_id = ? AND valid_from <= ?{attempt_filter}"
+            " ORDER BY valid_from DESC LIMIT 1",
+            params,
+        )
+        if not rows:
+            if as_of_position is None and attempt is None:
+                raise errors.RunNotFound(f"run {run_id!r} not found")
+            raise errors.NothingKnownYet(f"no summary of run {run_id!r} is known at position {position}")
+        return self._summary_view(rows[0], self._audit_count(run_id, position), position)
+
+    def _audit_count(self, run_id: str, position: int) -> int:
+        tables = self.projections.live_tables("audit")
+        rows = self.projections.live_store("audit").fetchall(
+            f"SELECT COUNT(*) AS n FROM {tables['records']} WHERE run_id = ? AND position <= ?",
+            (run_id, position),
+        )
+        return int(rows[0]["n"])
+
+    @staticmethod
+    def _summary_view(row: dict[str, Any], audit_records: int, position: int) -> RunSummaryView:
+        return RunSummaryView(
+            run_id=row["run_id"],
+            attempt=row["attempt"],
+            status=row["status"],
+            lane=row["lane"],
+            allow_empty=bool(row["allow_empty"]),
+            admitted_count=row["admitted_count"],
+            basis_digest=row["basis_digest"],
+            decision_count=row["decision_count"],
+            outcome_counts=json.loads(row["outcome_counts"]),
+            corrected_count=row["corrected_count"],
+            missing_count=row["missing_count"],
+            unexpected_count=row["unexpected_count"],
+            actions={
+                "requested": row["actions_requested"],
+                "pending": row["actions_pending"],
+                "committed": row["actions_committed"],
+                "failed": row["actions_failed"],
+                "waived": row["actions_waived"],
+            },
+            audit_records=audit_records,
+            event_count=row["event_count"],
+            first_position=row["first_position"],
+            last_position=row["last_position"],
+            opened_at=row["opened_at"],
+            updated_at=row["updated_at"],
+            as_of_position=position,
+        )
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        lane: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        as_of_position: int | None = None,
+    ) -> RunListPage:
+        position = self._reading_position(as_of_position)
+        tables = self.projections.live_tables("runs")
+        if as_of_position is None:
+            where, params = ["valid_to IS NULL"], []
+        else:
+            where = ["valid_from <= ?", "(valid_to IS NULL OR valid_to > ?)"]
+            params = [position, position]
+        for column, value in (("status", status), ("lane", lane)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if after is not None:
+            where.append("run_id > ?")
+            params.append(after)
+        rows = self.projections.live_store("runs").fetchall(
+            f"SELECT * FROM {tables['summary']} WHERE {' AND '.join(where)} ORDER BY run_id LIMIT ?",
+            [*params, limit + 1],
+        )
+        runs = [self._summary_view(row, self._audit_count(row["run_id"], position), position) for row in rows[:limit]]
+        next_after = runs[-1].run_id if len(rows) > limit else None
+        return RunListPage(runs, next_after, position)
+
+    # --- Reconciliation -----------------------------------------------------------------------
+
+    def reconciliation(
+        self,
+        run_id: str,
+        *,
+        as_of_position: int | None = None,
+        limit: int = DEFAULT_SAMPLE,
+        category: str | None = None,
+        after: str | None = None,
+    ) -> ReconciliationView:
+        summary = self.summary(run_id, as_of_position=as_of_position)
+        position = summary.as_of_position
+        counts = {
+            "missing": summary.missing_count,
+            "unexpected": summary.unexpected_count,
+            "pending": summary.actions["pending"],
+            "failed": summary.actions["failed"],
+        }
+        wanted = RECONCILIATION_CATEGORIES if category is None else (category,)
+        categories = {}
+        for name in wanted:
+            ids = self._category_ids(run_id, name, position, limit + 1, after)
+            categories[name] = CategoryPage(
+                count=counts[name], ids=ids[:limit], next_after=ids[limit - 1] if len(ids) > limit else None
+            )
+        return ReconciliationView(run_id, position, categories)
+
+    def _category_ids(self, run_id: str, category: str, position: int, limit: int, after: str | None) -> list[str]:
+        tables = self.projections.live_tables("runs")
+        store = self.projections.live_store("runs")
+        if category == "missing":
+            statement = (
+                f"SELECT input_id AS id FROM {tables['inputs']} WHERE run_id = ? AND admitted_at <= ?"
+                " AND (decided_at IS NULL OR decided_at > ?) AND input_id > ? ORDER BY input_id LIMIT ?"
+            )
+        elif category == "unexpected":
+            statement = (
+                f"SELECT input_id AS id FROM {tables['inputs']} WHERE run_id = ? AND decided_at <= ?"
+                " AND (admitted_at IS NULL OR admitted_at > ?) AND input_id > ? ORDER BY input_id LIMIT ?"
+            )
+        elif category in ("pending", "failed"):
+            status = "requested" if category == "pending" else "failed"
+            statement = (
+                f"SELECT action_id AS id FROM {tables['actions']} WHERE run_id = ? AND valid_from <= ?"
+                f" AND (valid_to IS NULL OR valid_to > ?) AND status = '{status}' AND action_id > ?"
+                " ORDER BY action_id LIMIT ?"
+            )
+        else:
+            raise errors.InvalidCommand(
+                f"category must be one of {', '.join(RECONCILIATION_CATEGORIES)}", field="category"
+            )
+        rows = store.fetchall(statement, (run_id, position, position, after or "", limit))
+        return [row["id"] for row in rows]
+
+    def evidence(self, run_id: str, seal_position: int) -> Reconciliation:
+        """What the views prove about a run as of its seal: the input to its verdict."""
+        summary = self.summary(run_id, as_of_position=seal_position)
+        view = self.reconciliation(run_id, as_of_position=seal_position)
+
+        def reason(code: str) -> RejectionReason:
+            page = view.categories[code]
+            return RejectionReason(code, page.count, page.ids)
+
+        return Reconciliation(
+            seal_position=seal_position,
+            admitted_count=summary.admitted_count,
+            basis_digest=summary.basis_digest,
+            decision_count=summary.decision_count,
+            missing=reason("missing"),
+            unexpected=reason("unexpected"),
+            pending=reason("pending"),
+            failed=reason("failed"),
+            events_expected=self.index.count_run_events(run_id, seal_position),
+            audit_records=summary.audit_records,
+            summary=summary.counts(),
+        )
+
+    # --- Audit log ----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        run_id: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+        as_of_position: int | None = None,
+    ) -> AuditPage:
+        position = self._reading_position(as_of_position)
+        tables = self.projections.live_tables("audit")
+        where, params = ["position > ?", "position <= ?"], [after, position]
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        rows = self.projections.live_store("audit").fetchall(
+            f"SELECT * FROM {tables['records']} WHERE {' AND '.join(where)} ORDER BY position LIMIT ?",
+            [*params, limit + 1],
+        )
+        records = [AuditRecordView(**row) for row in rows[:limit]]
+        return AuditPage(records, records[-1].position if len(rows) > limit else None, position)
+
+    def audit_records_for(self, run_id: str, up_to: int) -> list[AuditRecordView]:
+        """Every audit record of a run up to a position, in order (for proofs)."""
+        tables = self.projections.live_tables("audit")
+        rows = self.projections.live_store("audit").fetchall(
+            f"SELECT * FROM {tables['records']} WHERE run_id = ? AND position <= ? ORDER BY position",
+            (run_id, up_to),
+        )
+        return [AuditRecordView(**row) for row in rows]
+
+    def audit_record_at(self, position: int) -> AuditRecordView | None:
+        tables = self.projections.live_tables("audit")
+        rows = self.projections.live_store("audit").fetchall(
+            f"SELECT * FROM {tables['records']} WHERE position = ?", (position,)
+        )
+        return AuditRecordView(**rows[0]) if rows else None

@@ -1,0 +1,79 @@
+"""The service's configuration: one pydantic-settings class, environment prefix
+DECISION_LEDGER_. Built at start-up and passed along, never imported as a global."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infrastructure.database import DEFAULT_DATABASE_URL, DatabaseTarget, parse_database_url
+
+
+class Role(StrEnum):
+    WRITER = "writer"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key, as its SHA-256: the key itself is never stored."""
+
+    principal: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
+    roles: list[Role] = Field(min_length=1)
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ConfigurationError(ValueError):
+    """The configuration cannot be used; the message says why, in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DECISION_LEDGER_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    #: JSON list of {"principal", "roles", "key_sha256"} entries.
+    api_keys: list[ApiKeyEntry] = Field(default_factory=list)
+    #: A JSON file holding the same list.
+    api_keys_file: Path | None = None
+    #: A raw Ed25519 private key, 64 hex characters.
+    signing_key: SecretStr | None = None
+    signing_key_file: Path | None = None
+    #: Run the projections inside `serve` (else run `decision-ledger projections run`).
+    run_projections: bool = True
+    #: How long a close waits for the read models to reach its seal (seconds).
+    close_timeout: float = Field(default=15.0, gt=0)
+    #: How long a query waits for `min_position` (seconds).
+    read_timeout: float = Field(default=5.0, gt=0, le=60)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _parse_url(cls, value: str) -> str:
+        parse_database_url(value)
+        return value
+
+    def database(self) -> DatabaseTarget:
+        return parse_database_url(self.database_url)
+
+    def all_api_keys(self) -> list[ApiKeyEntry]:
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            try:
+                entries = json.loads(self.api_keys_file.read_text())
+                keys += [ApiKeyEntry.model_validate(entry) for entry in entries]
+            except OSError as error:
+                raise ConfigurationError(f"cannot read {self.api_keys_file}: {error.strerror}") from None
+            except (ValueError, ValidationError, TypeError) as error:
+                first_line = str(error).splitlines()[0]
+                raise ConfigurationError(f"{self.api_keys_file} is not a list of API keys: {first_line}") from None
+        return keys
+
+    @property
+    def open_local_mode(self) -> bool:
+        return not self.all_api_keys()

@@ -1,0 +1,1 @@
+"""Thin front ends: the REST API and the command line."""

@@ -1,0 +1,37 @@
+"""The composition root: settings in, a wired LedgerService out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from application.service import LedgerService
+from infrastructure.settings import ConfigurationError, Settings
+from infrastructure.signing import Signer
+
+#: Where open local mode keeps its generated key when the database is not a file.
+LOCAL_KEY_FILE = Path("decision-ledger.signing-key")
+
+
+def signer_for(settings: Settings) -> Signer:
+    if settings.signing_key is not None:
+        return Signer.from_hex(settings.signing_key.get_secret_value())
+    if settings.signing_key_file is not None:
+        return Signer.from_file(settings.signing_key_file)
+    if not settings.open_local_mode:
+        raise ConfigurationError(
+            "API keys are configured but no signing key is: set DECISION_LEDGER_SIGNING_KEY"
+            " or DECISION_LEDGER_SIGNING_KEY_FILE"
+        )
+    target = settings.database()
+    if target.sqlite_path is not None:
+        return Signer.kept_at(target.sqlite_path.with_name(target.sqlite_path.name + ".signing-key"))
+    return Signer.kept_at(LOCAL_KEY_FILE.absolute())
+
+
+def build_service(settings: Settings) -> LedgerService:
+    return LedgerService.build(
+        settings.database().library_env(),
+        signer_for(settings),
+        read_timeout=settings.read_timeout,
+        close_timeout=settings.close_timeout,
+    )
