@@ -31,6 +31,7 @@ class CloseView:
     reasons: list[dict[str, Any]]
     summary: dict[str, Any]
     proof_digest: str | None
+    position: int
 
 
 class RunCloser:
@@ -65,7 +66,7 @@ class RunCloser:
         self.read_models.wait_for(seal_position, timeout=self.catch_up_timeout)
         evidence = self.read_models.evidence(command.run_id, seal_position)
         result = self.ledger.record_verdict(command, evidence, lambda sealed_run: self._proof(sealed_run, evidence))
-        verdict = self._close_view(command.run_id, result.view.verdicts[-1])
+        verdict = self._close_view(command.run_id, result.view.verdicts[-1], result.position)
         return CommandResult(verdict, result.version, result.position, result.replayed)
 
     def _proof(self, run: Run, evidence: Reconciliation) -> dict[str, Any]:
@@ -84,18 +85,19 @@ class RunCloser:
 
     def _verdict_at(self, run_id: str, version: int, *, replayed: bool) -> CommandResult[CloseView]:
         at_verdict = self.ledger.run_at_version(run_id, version)
-        view = self._close_view(run_id, at_verdict.view.verdicts[-1])
+        view = self._close_view(run_id, at_verdict.view.verdicts[-1], at_verdict.position)
         return CommandResult(view, at_verdict.version, at_verdict.position, replayed)
 
     def _verdict_of(self, run: Run, attempt: int) -> CommandResult[CloseView]:
         for verdict in reversed(run.verdicts):
             if verdict["attempt"] == attempt:
                 current = self.ledger.get_run(run.run_id)
-                return CommandResult(self._close_view(run.run_id, verdict), current.version, current.position, True)
+                view = self._close_view(run.run_id, verdict, current.position)
+                return CommandResult(view, current.version, current.position, True)
         raise errors.RunNotOpen(f"run {run.run_id!r} is {run.status}; it cannot be closed")
 
     @staticmethod
-    def _close_view(run_id: str, verdict: dict[str, Any]) -> CloseView:
+    def _close_view(run_id: str, verdict: dict[str, Any], position: int) -> CloseView:
         return CloseView(
             run_id=run_id,
             verdict=verdict["verdict"],
@@ -104,5 +106,6 @@ class RunCloser:
             reasons=verdict["reasons"],
             summary=verdict["summary"],
             proof_digest=verdict["proof_digest"],
+            position=position,
         )
 

@@ -392,7 +392,10 @@ class DecisionLedger(Application[UUID]):
 
     def get_run(self, run_id: str, *, as_of_position: int | None = None) -> RunView:
         validate_run_id(run_id)
-        run = self._load_as_of(run_uuid(run_id), Run, errors.RunNotFound, as_of_position)
+        try:
+            run = self._load_as_of(run_uuid(run_id), Run, errors.RunNotFound, as_of_position)
+        except errors.RunNotFound:
+            raise errors.RunNotFound(f"run {run_id!r} not found") from None
         return self._run_view(run)
 
     def run_at_version(self, run_id: str, version: int) -> CommandResult[RunView]:

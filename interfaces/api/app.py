@@ -1,0 +1,70 @@
+"""The FastAPI application: built from settings, wired at start-up, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from application.service import LedgerService
+from infrastructure.settings import Settings
+from interfaces.api.limits import BodySizeLimit
+from interfaces.api.metrics import ApiMetrics
+from interfaces.api.problems import install_problem_handlers
+from interfaces.api.routes import actions, decisions, operations, runs
+from interfaces.api.schemas import DecisionBatchItem
+from interfaces.api.security import Authenticator
+from interfaces.bootstrap import build_service
+
+
+def create_app(settings: Settings, service: LedgerService | None = None) -> FastAPI:
+    """`service` lets a caller (a test, a benchmark) share one it already built."""
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = service is None
+        ledger_service = build_service(settings) if owned else service
+        assert ledger_service is not None
+        ledger_service.ledger.saved_listeners.append(
+            lambda recordings: metrics.events_appended.inc(len(recordings))
+        )
+        if settings.run_projections:
+            ledger_service.start_projections()
+        app.state.service = ledger_service
+        try:
+            yield
+        finally:
+            if owned:
+                ledger_service.close()
+
+    app = FastAPI(
+        title="decision-ledger",
+        version="0.1.0",
+        summary="Idempotent decisions and actions, append-only history, fail-closed runs with proofs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.authenticator = Authenticator(settings.all_api_keys())
+    install_problem_handlers(app)
+    app.middleware("http")(metrics.middleware)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (runs.router, decisions.router, actions.router, operations.router):
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        item_schema = DecisionBatchItem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(item_schema.pop("$defs", {}))
+        components["DecisionBatchItem"] = item_schema
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,125 @@
+"""What routes receive: the service, the caller, its idempotency key, and the point
+in time a read is about."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request, Response
+
+from application.service import LedgerService
+from domain import errors
+from interfaces.api.problems import HttpProblem
+from interfaces.api.security import Authenticator, Principal, authorize
+
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def get_service(request: Request) -> LedgerService:
+    return request.app.state.service
+
+
+def get_principal(request: Request) -> Principal:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator.authenticate(request)
+
+
+ServiceDep = Annotated[LedgerService, Depends(get_service)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def writer(principal: PrincipalDep) -> Principal:
+    authorize(principal, "write")
+    return principal
+
+
+def operator(principal: PrincipalDep) -> Principal:
+    authorize(principal, "operate")
+    return principal
+
+
+WriterDep = Annotated[Principal, Depends(writer)]
+OperatorDep = Annotated[Principal, Depends(operator)]
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """The client's key, and the token it becomes: scoped to principal and route."""
+
+    key: str
+    scope: str
+
+    def token(self, key: str | None = None) -> str:
+        return f"{self.scope}|{key or self.key}"
+
+    def mark(self, response: Response, replayed: bool) -> None:
+        response.headers["Idempotent-Replayed"] = "true" if replayed else "false"
+
+
+def idempotency(
+    request: Request,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1 to 255 visible ASCII characters; the same key replays the first answer",
+        ),
+    ] = None,
+) -> Idempotency:
+    if idempotency_key is None or idempotency_key == "":
+        raise HttpProblem(400, "idempotency-key-missing", "every POST needs an Idempotency-Key header")
+    if not _VISIBLE_ASCII.fullmatch(idempotency_key):
+        raise HttpProblem(
+            400, "idempotency-key-malformed", "the Idempotency-Key must be 1 to 255 visible ASCII characters"
+        )
+    return Idempotency(idempotency_key, f"{principal.name}|{request.method} {request.url.path}")
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]
+
+
+@dataclass(frozen=True)
+class ReadPoint:
+    """Which point in the log a read is about, and how fresh it must be."""
+
+    as_of_position: int | None
+    min_position: int | None
+
+
+def read_point(
+    service: ServiceDep,
+    as_of: Annotated[
+        datetime | None,
+        Query(description="Answer as the ledger knew it at this RFC 3339 time (with an offset)"),
+    ] = None,
+    as_of_position: Annotated[
+        int | None, Query(ge=0, le=2**62, description="Answer as of this notification position")
+    ] = None,
+    min_position: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="Wait (bounded) until the read models reach this position"),
+    ] = None,
+) -> ReadPoint:
+    if as_of is not None and as_of_position is not None:
+        raise errors.InvalidCommand("give as_of or as_of_position, not both", field="as_of")
+    if as_of is not None:
+        if as_of.utcoffset() is None:
+            raise errors.InvalidCommand("as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of")
+        position = service.ledger.index.position_at(as_of)
+        if position is None:
+            raise errors.NothingKnownYet(f"nothing was recorded at or before {as_of.isoformat()}")
+        as_of_position = position
+    elif as_of_position is not None:
+        head = service.ledger.index.head_position()
+        if head == 0 or as_of_position < 1:
+            raise errors.NothingKnownYet(f"nothing was recorded at or before position {as_of_position}")
+        as_of_position = min(as_of_position, head)
+    service.read_models.wait_for(min_position)
+    return ReadPoint(as_of_position, min_position)
+
+
+ReadPointDep = Annotated[ReadPoint, Depends(read_point)]

@@ -1,0 +1,153 @@
+"""Decisions: record (one or a batch), correct, show, history, inclusion proof."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import ValidationError
+
+from domain import errors
+from domain.canonical import fingerprint
+from domain.commands import CorrectDecision, ModelRef, RecordDecision
+from interfaces.api.dependencies import IdempotencyDep, Idempotency, OperatorDep, PrincipalDep, ReadPointDep, ServiceDep, WriterDep
+from interfaces.api.problems import problem_for_error, problem_responses
+from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
+from interfaces.api.schemas import (
+    BatchItemPublic,
+    BatchPublic,
+    CorrectionCreate,
+    DecisionBatchCreate,
+    DecisionBatchItem,
+    DecisionCreate,
+    DecisionPublic,
+    HistoryPublic,
+)
+
+router = APIRouter(tags=["decisions"])
+InputIdPath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")]
+ValidAt = Annotated[
+    datetime | None, Query(description="Which outcome applied at this time (valid time), with an offset")
+]
+
+
+def record_command(run_id: str, body: DecisionCreate, token: str, actor: str) -> RecordDecision:
+    return RecordDecision(
+        run_id=run_id,
+        input_id=body.input_id,
+        outcome=body.outcome,
+        score=body.score,
+        model=ModelRef(body.model.name, body.model.version),
+        policy_version=body.policy_version,
+        reasons=tuple(body.reasons),
+        features_digest=body.features_digest,
+        token=token,
+        actor=actor,
+    )
+
+
+@router.post("/runs/{run_id}/decisions", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS)
+def record_decision(
+    run_id: RunIdPath, body: DecisionCreate, service: ServiceDep, principal: WriterDep, key: IdempotencyDep, response: Response
+) -> Any:
+    result = service.ledger.record_decision(record_command(run_id, body, key.token(), principal.name))
+    key.mark(response, result.replayed)
+    return result.view
+
+
+def _batch_item(
+    run_id: str, index: int, raw: dict[str, Any], batch_key: Idempotency, actor: str
+) -> RecordDecision | errors.LedgerError:
+    """Validate one item on its own, so one bad item never fails its neighbours."""
+    try:
+        item = DecisionBatchItem.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(["decisions", str(index), *(str(part) for part in first["loc"])])
+        return errors.InvalidCommand(f"{field}: {first['msg']}", field=field)
+    # Items share the single-decision route's scope, so an item retried alone replays.
+    scope = batch_key.scope.removesuffix("/batch")
+    try:
+        return record_command(run_id, item, f"{scope}|{item.idempotency_key}", actor)
+    except errors.LedgerError as error:
+        return error
+
+
+@router.post("/runs/{run_id}/decisions/batch", response_model=BatchPublic, responses=WRITE_PROBLEMS)
+def record_decision_batch(
+    run_id: RunIdPath,
+    body: DecisionBatchCreate,
+    service: ServiceDep,
+    principal: WriterDep,
+    key: IdempotencyDep,
+    response: Response,
+) -> Any:
+    items = [_batch_item(run_id, index, raw, key, principal.name) for index, raw in enumerate(body.decisions)]
+    result = service.ledger.record_decision_batch(
+        run_id, items, key.token(), fingerprint("record_decision_batch", {"run_id": run_id, "decisions": body.decisions})
+    )
+    key.mark(response, result.replayed)
+    answers = [
+        BatchItemPublic(
+            index=index,
+            status=item.status,
+            decision=DecisionPublic.model_validate(item.decision, from_attributes=True) if item.decision else None,
+            problem=problem_for_error(item.error) if isinstance(item.error, errors.LedgerError) else None,
+        )
+        for index, item in enumerate(result.view.items)
+    ]
+    counts = {status: result.view.count(status) for status in ("created", "replayed", "conflict", "invalid")}
+    return BatchPublic(run_id=run_id, counts=counts, items=answers)
+
+
+@router.get("/runs/{run_id}/decisions/{input_id}", response_model=DecisionPublic, responses=READ_PROBLEMS)
+def find_decision(
+    run_id: RunIdPath, input_id: InputIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep, valid_at: ValidAt = None
+) -> Any:
+    return service.ledger.find_decision(run_id, input_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at))
+
+
+@router.get("/decisions/{decision_id}", response_model=DecisionPublic, responses=READ_PROBLEMS)
+def show_decision(
+    decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep, valid_at: ValidAt = None
+) -> Any:
+    return service.ledger.get_decision(decision_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at))
+
+
+@router.get("/decisions/{decision_id}/history", response_model=HistoryPublic, responses=READ_PROBLEMS)
+def decision_history(decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> Any:
+    events = service.ledger.decision_history(decision_id, as_of_position=point.as_of_position)
+    return HistoryPublic(decision_id=decision_id, events=events)  # type: ignore[arg-type]
+
+
+@router.post(
+    "/decisions/{decision_id}/corrections", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS
+)
+def correct_decision(
+    decision_id: UUID, body: CorrectionCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+) -> Any:
+    result = service.ledger.correct_decision(
+        CorrectDecision(
+            decision_id=decision_id,
+            outcome=body.outcome,
+            reason=body.reason,
+            score=body.score,
+            reasons=None if body.reasons is None else tuple(body.reasons),
+            effective_at=_aware(body.effective_at, field="effective_at"),
+            token=key.token(),
+            actor=principal.name,
+        )
+    )
+    key.mark(response, result.replayed)
+    return result.view
+
+
+def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
+    if moment is not None and moment.utcoffset() is None:
+        raise errors.InvalidCommand(f"{field} must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field=field)
+    return moment
+
+
+__all__ = ["router", "problem_responses"]

@@ -1,0 +1,62 @@
+"""Liveness, readiness, metrics, the audit log, the proof key and problem types."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from interfaces.api.dependencies import PrincipalDep, ReadPointDep, ServiceDep
+from interfaces.api.problems import PROBLEM_TYPE_PREFIX, title_for
+from interfaces.api.routes.runs import READ_PROBLEMS
+from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthPublic)
+def liveness() -> Any:
+    return HealthPublic(status="ok")
+
+
+@router.get("/readyz", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
+def readiness(service: ServiceDep) -> Any:
+    try:
+        head = service.ledger.index.head_position()
+        projections = {status.name: status.lag for status in service.projections.status()}
+    except Exception as error:  # readiness reports any database failure, never raises
+        body = HealthPublic(status="unavailable", detail={"error": str(error).splitlines()[0]})
+        return JSONResponse(body.model_dump(), status_code=503)
+    return HealthPublic(status="ready", detail={"head_position": head, "projection_lag": projections})
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/audit", response_model=AuditPagePublic, responses=READ_PROBLEMS, tags=["audit"])
+def audit_log(
+    service: ServiceDep,
+    principal: PrincipalDep,
+    point: ReadPointDep,
+    run_id: Annotated[RunId | None, Query()] = None,
+    after: Annotated[int, Query(ge=0, le=2**62, description="Records after this position")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    return service.read_models.audit(run_id=run_id, after=after, limit=limit, as_of_position=point.as_of_position)
+
+
+@router.get("/keys", response_model=KeysPublic, tags=["proofs"])
+def signing_key(service: ServiceDep) -> Any:
+    """The public key that verifies run proofs."""
+    signer = service.signer
+    return KeysPublic(algorithm=signer.algorithm, public_key=signer.public_key, key_id=signer.key_id)
+
+
+@router.get("/problems/{slug}", include_in_schema=False)
+def problem_type(slug: str) -> dict[str, str]:
+    """Dereferencing a problem type URI gives its title."""
+    return {"type": PROBLEM_TYPE_PREFIX + slug, "title": title_for(slug)}

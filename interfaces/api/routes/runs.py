@@ -1,0 +1,132 @@
+"""Runs: open, admit, close, reopen; show, list, summarise, reconcile, prove."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
+from domain.errors import ProofNotFound
+from interfaces.api.dependencies import IdempotencyDep, OperatorDep, PrincipalDep, ReadPointDep, ServiceDep
+from interfaces.api.problems import problem_responses
+from interfaces.api.schemas import (
+    AdmissionPublic,
+    BasisCreate,
+    CloseCreate,
+    ClosePublic,
+    ReconciliationPublic,
+    ReopenCreate,
+    RunCreate,
+    RunId,
+    RunListPublic,
+    RunPublic,
+    SummaryPublic,
+)
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+RunIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)
+READ_PROBLEMS = problem_responses(401, 404, 422, 503)
+
+
+@router.post("", status_code=201, response_model=RunPublic, responses=WRITE_PROBLEMS)
+def open_run(body: RunCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response) -> Any:
+    result = service.ledger.open_run(
+        OpenRun(run_id=body.run_id, lane=body.lane, allow_empty=body.allow_empty, metadata=body.metadata,
+                token=key.token(), actor=principal.name)
+    )
+    key.mark(response, result.replayed)
+    return result.view
+
+
+@router.get("", response_model=RunListPublic, responses=READ_PROBLEMS)
+def list_runs(
+    service: ServiceDep,
+    principal: PrincipalDep,
+    point: ReadPointDep,
+    status: Literal["open", "sealed", "committed", "rejected"] | None = None,
+    lane: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[RunId | None, Query(description="Page after this run_id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    return service.read_models.list_runs(
+        status=status, lane=lane, limit=limit, after=after, as_of_position=point.as_of_position
+    )
+
+
+@router.get("/{run_id}", response_model=RunPublic, responses=READ_PROBLEMS)
+def show_run(run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> Any:
+    return service.ledger.get_run(run_id, as_of_position=point.as_of_position)
+
+
+@router.post("/{run_id}/basis", response_model=AdmissionPublic, responses=WRITE_PROBLEMS)
+def admit_inputs(
+    run_id: RunIdPath, body: BasisCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+) -> Any:
+    result = service.ledger.admit_inputs(
+        AdmitInputs(run_id=run_id, input_ids=tuple(body.input_ids), token=key.token(), actor=principal.name)
+    )
+    key.mark(response, result.replayed)
+    return result.view
+
+
+@router.post("/{run_id}/close", response_model=ClosePublic, responses=WRITE_PROBLEMS)
+def close_run(
+    run_id: RunIdPath,
+    service: ServiceDep,
+    principal: OperatorDep,
+    key: IdempotencyDep,
+    response: Response,
+    body: Annotated[CloseCreate | None, Body()] = None,
+) -> Any:
+    result = service.closer.close(CloseRun(run_id=run_id, token=key.token(), actor=principal.name))
+    key.mark(response, result.replayed)
+    return result.view
+
+
+@router.post("/{run_id}/reopen", response_model=RunPublic, responses=WRITE_PROBLEMS)
+def reopen_run(
+    run_id: RunIdPath, body: ReopenCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+) -> Any:
+    result = service.ledger.reopen_run(
+        ReopenRun(run_id=run_id, reason=body.reason, token=key.token(), actor=principal.name)
+    )
+    key.mark(response, result.replayed)
+    return result.view
+
+
+@router.get("/{run_id}/summary", response_model=SummaryPublic, responses=READ_PROBLEMS)
+def run_summary(
+    run_id: RunIdPath,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    point: ReadPointDep,
+    attempt: Annotated[int | None, Query(ge=1, le=2**31, description="The summary of this attempt")] = None,
+) -> Any:
+    return service.read_models.summary(run_id, as_of_position=point.as_of_position, attempt=attempt)
+
+
+@router.get("/{run_id}/reconciliation", response_model=ReconciliationPublic, responses=READ_PROBLEMS)
+def run_reconciliation(
+    run_id: RunIdPath,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    point: ReadPointDep,
+    category: Literal["missing", "unexpected", "pending", "failed"] | None = None,
+    after: Annotated[str | None, Query(max_length=256, description="Page after this ID (with category)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    return service.read_models.reconciliation(
+        run_id, as_of_position=point.as_of_position, limit=limit, category=category, after=after
+    )
+
+
+@router.get("/{run_id}/proof", responses=READ_PROBLEMS)
+def run_proof(run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> dict[str, Any]:
+    """The signed proof of the latest committed attempt."""
+    run = service.ledger.get_run(run_id, as_of_position=point.as_of_position)
+    for verdict in reversed(run.verdicts):
+        if verdict.get("proof"):
+            return verdict["proof"]
+    raise ProofNotFound(f"run {run_id!r} has no committed attempt")
