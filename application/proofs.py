@@ -99,3 +99,30 @@ def build_inclusion_proof(
         ],
         "run_proof": run_proof,
     }
+
+
+def decision_inclusion_proof(ledger: Any, read_models: Any, decision_id: Any) -> dict[str, Any]:
+    """The decision's events as leaves of its run's committed Merkle tree, with their
+    audit paths and the signed run proof."""
+    from application.audit_chain import canonical_bytes
+    from domain.errors import ProofNotFound
+
+    decision = ledger.get_decision(decision_id)
+    run = ledger.get_run(decision.run_id)
+    committed = [verdict for verdict in run.verdicts if verdict.get("proof")]
+    if not committed:
+        raise ProofNotFound(f"run {decision.run_id!r} has no committed attempt to prove decision {decision_id}")
+    run_proof = committed[-1]["proof"]
+    seal = run_proof["seal_position"]
+    records = read_models.audit_records_for(decision.run_id, seal)
+    leaf_hashes = [record.leaf_hash for record in records]
+    index_of = {record.position: index for index, record in enumerate(records)}
+    leaves = []
+    for stored in ledger.recorder.select_events(decision_id):
+        position = ledger.index.event_position(decision_id, stored.originator_version)
+        if position is None or position.position > seal:
+            break
+        event_bytes = canonical_bytes(position.position, stored.topic, stored.originator_id,
+                                      stored.originator_version, stored.state)
+        leaves.append((index_of[position.position], event_bytes))
+    return build_inclusion_proof(run_proof, str(decision_id), leaf_hashes, leaves)

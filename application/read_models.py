@@ -334,3 +334,30 @@ class ReadModels:
             f"SELECT * FROM {tables['records']} WHERE position = ?", (position,)
         )
         return AuditRecordView(**rows[0]) if rows else None
+
+    def audit_stream(self, after: int, up_to: int | None, page: int = 2000):  # noqa: ANN201
+        """Every audit record after a position, in order, a page at a time."""
+        tables = self.projections.live_tables("audit")
+        store = self.projections.live_store("audit")
+        position = after
+        while True:
+            rows = store.fetchall(
+                f"SELECT position, chain_hash FROM {tables['records']} WHERE position > ? AND position <= ?"
+                " ORDER BY position LIMIT ?",
+                (position, up_to if up_to is not None else 2**62, page),
+            )
+            if not rows:
+                return
+            yield from rows
+            position = rows[-1]["position"]
+
+    def chain_hash_before(self, position: int) -> str:
+        """The audit log's chain hash just before a position (genesis before the first)."""
+        from application.audit_chain import GENESIS_CHAIN_HASH
+
+        tables = self.projections.live_tables("audit")
+        rows = self.projections.live_store("audit").fetchall(
+            f"SELECT chain_hash FROM {tables['records']} WHERE position < ? ORDER BY position DESC LIMIT 1",
+            (position,),
+        )
+        return rows[0]["chain_hash"] if rows else GENESIS_CHAIN_HASH

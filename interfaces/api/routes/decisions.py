@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
+from application.proofs import decision_inclusion_proof
 from domain import errors
 from domain.canonical import fingerprint
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
@@ -142,6 +143,13 @@ def correct_decision(
     )
     key.mark(response, result.replayed)
     return result.view
+
+
+@router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
+def decision_proof(decision_id: UUID, service: ServiceDep, principal: PrincipalDep) -> dict[str, Any]:
+    """An inclusion proof: the decision's events as leaves of its run's committed Merkle
+    tree, their audit paths, and the signed run proof they belong to."""
+    return decision_inclusion_proof(service.ledger, service.read_models, decision_id)
 
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
