@@ -101,3 +101,29 @@ def ledger(database_url: str) -> Iterator[DecisionLedger]:
         yield app
     finally:
         app.close()
+
+
+@pytest.fixture
+def signing_key_hex() -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes_raw().hex()
+
+
+@pytest.fixture
+def api_settings(database_url: str, signing_key_hex: str):  # noqa: ANN201
+    """Open local mode on a fresh database, with a throwaway signing key."""
+    from infrastructure.settings import Settings
+
+    return Settings(database_url=database_url, signing_key=signing_key_hex, api_keys=[], api_keys_file=None)
+
+
+@pytest.fixture
+def api(api_settings):  # noqa: ANN001, ANN201
+    """A TestClient over the real app (projections running in-process)."""
+    from fastapi.testclient import TestClient
+
+    from interfaces.api.app import create_app
+
+    with TestClient(create_app(api_settings)) as client:
+        yield client
