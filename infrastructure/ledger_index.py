@@ -52,6 +52,7 @@ class TokenReceipt:
     fingerprint: str
     originator_id: UUID | None
     originator_version: int | None
+    position: int | None
     stored_response: str | None
 
 
@@ -75,6 +76,10 @@ class LedgerIndex(ABC):
     @abstractmethod
     def token_receipt(self, token: str) -> TokenReceipt | None:
         """The receipt of an accepted token, if any."""
+
+    @abstractmethod
+    def token_receipts(self, tokens: Sequence[str]) -> dict[str, TokenReceipt]:
+        """The receipts of those of these tokens that were accepted."""
 
     @abstractmethod
     def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:

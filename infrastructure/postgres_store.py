@@ -64,7 +64,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
                 " token text PRIMARY KEY, fingerprint text NOT NULL, originator_id uuid,"
-                " originator_version bigint, stored_response text)"
+                " originator_version bigint, position bigint, stored_response text)"
             ).format(t("tokens")),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
@@ -154,9 +154,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             columns = list(zip(*rows.tokens, strict=True))
             c.execute(
                 SQL(
-                    "INSERT INTO {} SELECT * FROM"
+                    "INSERT INTO {tokens} SELECT x.token, x.fingerprint, x.originator_id,"
+                    " x.originator_version, e.notification_id, x.stored_response FROM"
                     " unnest(%s::text[], %s::text[], %s::uuid[], %s::bigint[], %s::text[])"
-                ).format(self._table("tokens")),
+                    "  AS x(token, fingerprint, originator_id, originator_version, stored_response)"
+                    " LEFT JOIN {events} e ON e.originator_id = x.originator_id"
+                    "  AND e.originator_version = x.originator_version"
+                ).format(tokens=self._table("tokens"), events=self._ident(self.events_table_name)),
                 [list(column) for column in columns],
             )
         if rows.events:
@@ -177,7 +181,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
     def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                SQL("INSERT INTO {} VALUES (%s, %s, NULL, NULL, %s)").format(self._table("tokens")),
+                SQL("INSERT INTO {} VALUES (%s, %s, NULL, NULL, NULL, %s)").format(self._table("tokens")),
                 (token, fingerprint, response),
             )
 
@@ -204,6 +208,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         if not rows:
             return None
         return TokenReceipt(**rows[0])
+
+    def token_receipts(self, tokens: Sequence[str]) -> dict[str, TokenReceipt]:
+        rows = self._fetchall(
+            SQL("SELECT * FROM {} WHERE token = ANY(%s)").format(self._table("tokens")), (list(tokens),)
+        )
+        return {row["token"]: TokenReceipt(**row) for row in rows}
 
     @staticmethod
     def _event_position(row: DictRow) -> EventPosition:

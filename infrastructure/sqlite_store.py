@@ -72,7 +72,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
             "CREATE INDEX IF NOT EXISTS ledger_positions_time ON ledger_positions (recorded_at)",
             "CREATE TABLE IF NOT EXISTS ledger_tokens ("
             " token TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, originator_id TEXT,"
-            " originator_version INTEGER, stored_response TEXT) WITHOUT ROWID",
+            " originator_version INTEGER, position INTEGER, stored_response TEXT) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS ledger_basis ("
             " run_id TEXT NOT NULL, input_id TEXT NOT NULL, PRIMARY KEY (run_id, input_id))"
             " WITHOUT ROWID",
@@ -114,10 +114,21 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
                 raise IntegrityError(msg)
         c.executemany("INSERT INTO ledger_seals VALUES (?, ?)", rows.seals)
         c.executemany("INSERT INTO ledger_basis VALUES (?, ?)", rows.basis)
+        position_of = {
+            (stored.originator_id, stored.originator_version): position
+            for position, stored in zip(notification_ids, stored_events, strict=True)
+        }
         c.executemany(
-            "INSERT INTO ledger_tokens VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO ledger_tokens VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (token, fingerprint, originator_id and originator_id.hex, version, response)
+                (
+                    token,
+                    fingerprint,
+                    originator_id and originator_id.hex,
+                    version,
+                    position_of.get((originator_id, version)),
+                    response,
+                )
                 for token, fingerprint, originator_id, version, response in rows.tokens
             ],
         )
@@ -151,7 +162,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
     def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "INSERT INTO ledger_tokens VALUES (?, ?, NULL, NULL, ?)",
+                "INSERT INTO ledger_tokens VALUES (?, ?, NULL, NULL, NULL, ?)",
                 (token, fingerprint, response),
             )
 
@@ -180,14 +191,27 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
 
     def token_receipt(self, token: str) -> TokenReceipt | None:
         rows = self._fetchall("SELECT * FROM ledger_tokens WHERE token = ?", (token,))
-        if not rows:
-            return None
-        row = rows[0]
+        return self._receipt(rows[0]) if rows else None
+
+    def token_receipts(self, tokens: Sequence[str]) -> dict[str, TokenReceipt]:
+        receipts: dict[str, TokenReceipt] = {}
+        distinct = list(dict.fromkeys(tokens))
+        for start in range(0, len(distinct), _MAX_PARAMS):
+            chunk = distinct[start : start + _MAX_PARAMS]
+            rows = self._fetchall(
+                f"SELECT * FROM ledger_tokens WHERE token IN ({','.join('?' * len(chunk))})", chunk
+            )
+            receipts.update((row["token"], self._receipt(row)) for row in rows)
+        return receipts
+
+    @staticmethod
+    def _receipt(row: Any) -> TokenReceipt:
         return TokenReceipt(
             token=row["token"],
             fingerprint=row["fingerprint"],
             originator_id=UUID(row["originator_id"]) if row["originator_id"] else None,
             originator_version=row["originator_version"],
+            position=row["position"],
             stored_response=row["stored_response"],
         )
 

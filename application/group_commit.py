@@ -1,0 +1,132 @@
+"""Group commit: concurrent saves in one process share one transaction.
+
+Every request still gets exactly its own answer, and only after the transaction that
+holds its events has committed. The committer does not wait to fill a group: it takes
+whatever queued up while the previous transaction was committing, so a lone request
+pays no extra latency and a busy process amortises each commit over many requests.
+
+If a group's transaction fails on a conflict (IntegrityError), its members are saved
+one by one, so one bad command never fails its neighbours: each gets its own result or
+its own error.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Recording
+
+Save = Callable[..., list[Recording[UUID]]]
+
+
+@dataclass
+class _Pending:
+    aggregates: Sequence[Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    recordings: list[Recording[UUID]] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupCommitter:
+    def __init__(self, save: Save, *, max_group: int = 500, name: str = "group-commit") -> None:
+        self._save = save
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+        self._start_lock = threading.Lock()
+        #: How many transactions and requests went through (for metrics and tests).
+        self.transactions = 0
+        self.requests = 0
+
+    def save(self, *aggregates: Any) -> list[Recording[UUID]]:
+        """Save these aggregates in the next group; block until it has committed."""
+        self._ensure_started()
+        pending = _Pending(aggregates)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.recordings
+
+    def close(self) -> None:
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def _ensure_started(self) -> None:
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._thread.start()
+                    self._started = True
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            closing = False
+            while len(group) < self._max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    closing = True
+                    break
+                group.append(item)
+            self._commit(group)
+            if closing:
+                return
+
+    def _commit(self, group: list[_Pending]) -> None:
+        # Saving collects (empties) each aggregate's pending events: keep a copy so a
+        # failed group can give every member its events back and save it alone.
+        pending_events = [[list(aggregate.pending_events) for aggregate in item.aggregates] for item in group]
+        try:
+            if len(group) == 1:
+                group[0].recordings = self._save(*group[0].aggregates)
+            else:
+                recordings = self._save(*(aggregate for pending in group for aggregate in pending.aggregates))
+                self._distribute(group, recordings)
+            self.transactions += 1
+        except IntegrityError as error:
+            if len(group) == 1:
+                group[0].error = error
+            else:
+                self._one_by_one(group, pending_events)
+        except BaseException as error:  # the database failed: every member learns it
+            for pending in group:
+                pending.error = error
+        finally:
+            self.requests += len(group)
+            for pending in group:
+                pending.done.set()
+
+    def _one_by_one(self, group: list[_Pending], pending_events: list[list[list[Any]]]) -> None:
+        for pending, events_of_item in zip(group, pending_events, strict=True):
+            for aggregate, events in zip(pending.aggregates, events_of_item, strict=True):
+                aggregate.pending_events[:] = events
+            try:
+                pending.recordings = self._save(*pending.aggregates)
+                self.transactions += 1
+            except BaseException as error:
+                pending.error = error
+
+    @staticmethod
+    def _distribute(group: list[_Pending], recordings: list[Recording[UUID]]) -> None:
+        by_aggregate: dict[UUID, list[Recording[UUID]]] = {}
+        for recording in recordings:
+            by_aggregate.setdefault(recording.domain_event.originator_id, []).append(recording)
+        for pending in group:
+            pending.recordings = [
+                recording for aggregate in pending.aggregates for recording in by_aggregate.get(aggregate.id, [])
+            ]
+
