@@ -87,6 +87,7 @@ class AuditRecordView:
     event_type: str
     actor: str
     attempt: int
+    run_sequence: int
     summary: str
     leaf_hash: str
     chain_hash: str
@@ -149,12 +150,14 @@ class ReadModels:
         return self._summary_view(rows[0], self._audit_count(run_id, position), position)
 
     def _audit_count(self, run_id: str, position: int) -> int:
+        """How many audit records the run had at a position: one index lookup."""
         tables = self.projections.live_tables("audit")
         rows = self.projections.live_store("audit").fetchall(
-            f"SELECT COUNT(*) AS n FROM {tables['records']} WHERE run_id = ? AND position <= ?",
+            f"SELECT run_sequence FROM {tables['records']} WHERE run_id = ? AND position <= ?"
+            " ORDER BY position DESC LIMIT 1",
             (run_id, position),
         )
-        return int(rows[0]["n"])
+        return int(rows[0]["run_sequence"]) if rows else 0
 
     @staticmethod
     def _summary_view(row: dict[str, Any], audit_records: int, position: int) -> RunSummaryView:

@@ -20,6 +20,7 @@ AUDIT_COLUMNS = (
     "event_type",
     "actor",
     "attempt",
+    "run_sequence",
     "summary",
     "leaf_hash",
     "chain_hash",
@@ -33,7 +34,7 @@ class AuditLogProjection(LedgerProjection):
         "CREATE TABLE IF NOT EXISTS {records} ("
         " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, run_id TEXT NOT NULL,"
         " aggregate_id TEXT NOT NULL, aggregate_version BIGINT NOT NULL, event_type TEXT NOT NULL,"
-        " actor TEXT NOT NULL, attempt INTEGER NOT NULL, summary TEXT NOT NULL,"
+        " actor TEXT NOT NULL, attempt INTEGER NOT NULL, run_sequence BIGINT NOT NULL, summary TEXT NOT NULL,"
         " leaf_hash TEXT NOT NULL, chain_hash TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS {records_run} ON {records} (run_id, position)",
     )
@@ -41,6 +42,7 @@ class AuditLogProjection(LedgerProjection):
     def __init__(self, view: ViewStore, index: LedgerIndex, mapper: Mapper[Any]) -> None:
         self.mapper = mapper
         self._previous_chain = GENESIS_CHAIN_HASH
+        self._run_sequences: dict[str, int] = {}
         self.index_names = {"records_run": f'"{view.projection}_g{view.generation}_records_run"'}
         super().__init__(view, index)
 
@@ -52,6 +54,18 @@ class AuditLogProjection(LedgerProjection):
             f"SELECT chain_hash FROM {self.t['records']} ORDER BY position DESC LIMIT 1"
         ).fetchone()
         self._previous_chain = row["chain_hash"] if row else GENESIS_CHAIN_HASH
+        self._run_sequences = {}
+
+    def _next_run_sequence(self, cursor: ViewCursor, run_id: str) -> int:
+        """Records are numbered within their run, so "how many as of P" is one lookup."""
+        if run_id not in self._run_sequences:
+            row = cursor.execute(
+                f"SELECT run_sequence FROM {self.t['records']} WHERE run_id = ? ORDER BY position DESC LIMIT 1",
+                (run_id,),
+            ).fetchone()
+            self._run_sequences[run_id] = row["run_sequence"] if row else 0
+        self._run_sequences[run_id] += 1
+        return self._run_sequences[run_id]
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
         stored = self.mapper.to_stored_event(domain_event)
@@ -71,6 +85,7 @@ class AuditLogProjection(LedgerProjection):
                 type(domain_event).__qualname__,
                 getattr(domain_event, "actor", ""),
                 getattr(domain_event, "attempt", 0),
+                self._next_run_sequence(cursor, position.run_id),
                 describe(domain_event),
                 leaf_hash(event_bytes),
                 chain_hash,

@@ -308,6 +308,7 @@ class AuditRecordPublic(Outgoing):
     event_type: str
     actor: str
     attempt: int
+    run_sequence: int = Field(description="This record's number within its run (1, 2, ...)")
     summary: str
     leaf_hash: str
     chain_hash: str
