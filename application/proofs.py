@@ -101,14 +101,16 @@ def build_inclusion_proof(
     }
 
 
-def decision_inclusion_proof(ledger: Any, read_models: Any, decision_id: Any) -> dict[str, Any]:
-    """The decision's events as leaves of its run's committed Merkle tree, with their
-    audit paths and the signed run proof."""
+def decision_inclusion_proof(
+    ledger: Any, read_models: Any, decision_id: Any, as_of_position: int | None = None
+) -> dict[str, Any]:
+    """The decision's events as leaves of its run's committed Merkle tree (as known at
+    `as_of_position`), with their audit paths and the signed run proof."""
     from application.audit_chain import canonical_bytes
     from domain.errors import ProofNotFound
 
-    decision = ledger.get_decision(decision_id)
-    run = ledger.get_run(decision.run_id)
+    decision = ledger.get_decision(decision_id, as_of_position=as_of_position)
+    run = ledger.get_run(decision.run_id, as_of_position=as_of_position)
     committed = [verdict for verdict in run.verdicts if verdict.get("proof")]
     if not committed:
         raise ProofNotFound(f"run {decision.run_id!r} has no committed attempt to prove decision {decision_id}")

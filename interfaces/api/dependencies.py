@@ -92,6 +92,7 @@ class ReadPoint:
 
 def read_point(
     service: ServiceDep,
+    response: Response,
     as_of: Annotated[
         datetime | None,
         Query(description="Answer as the ledger knew it at this RFC 3339 time (with an offset)"),
@@ -119,6 +120,9 @@ def read_point(
             raise errors.NothingKnownYet(f"nothing was recorded at or before position {as_of_position}")
         as_of_position = min(as_of_position, head)
     service.read_models.wait_for(min_position)
+    # Which point of the log the answer reflects (the body says it too where it can).
+    reflected = as_of_position if as_of_position is not None else service.ledger.index.head_position()
+    response.headers["Ledger-As-Of-Position"] = str(reflected)
     return ReadPoint(as_of_position, min_position)
 
 

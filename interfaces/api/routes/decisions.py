@@ -103,7 +103,7 @@ def record_decision_batch(
     return BatchPublic(run_id=run_id, counts=counts, items=answers)
 
 
-@router.get("/runs/{run_id}/decisions/{input_id}", response_model=DecisionPublic, responses=READ_PROBLEMS)
+@router.get("/runs/{run_id}/decisions/{input_id:path}", response_model=DecisionPublic, responses=READ_PROBLEMS)
 def find_decision(
     run_id: RunIdPath, input_id: InputIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep, valid_at: ValidAt = None
 ) -> Any:
@@ -146,10 +146,10 @@ def correct_decision(
 
 
 @router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
-def decision_proof(decision_id: UUID, service: ServiceDep, principal: PrincipalDep) -> dict[str, Any]:
+def decision_proof(decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> dict[str, Any]:
     """An inclusion proof: the decision's events as leaves of its run's committed Merkle
     tree, their audit paths, and the signed run proof they belong to."""
-    return decision_inclusion_proof(service.ledger, service.read_models, decision_id)
+    return decision_inclusion_proof(service.ledger, service.read_models, decision_id, point.as_of_position)
 
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
