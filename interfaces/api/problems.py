@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "/problems/"
@@ -36,6 +37,8 @@ HTTP_PROBLEM_TITLES = {
     "not-found": "No such resource",
     "method-not-allowed": "Method not allowed",
     "internal-error": "Internal error",
+    "write-conflict": "Too many concurrent writers; retry",
+    "database-unavailable": "The database is unavailable; retry",
 }
 
 
@@ -130,6 +133,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         body = problem_body(error.status_code, slug, str(error.detail), instance=request.url.path)
         return problem_response(body, getattr(error, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def lost_every_race(request: Request, error: IntegrityError) -> JSONResponse:
+        # A command that lost its race more often than the retry budget allows.
+        body = problem_body(409, "write-conflict", "the command kept losing races with concurrent writers",
+                            instance=request.url.path)
+        return problem_response(body, {"Retry-After": "1"})
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(TimeoutError)
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        body = problem_body(503, "database-unavailable", str(error).splitlines()[0] if str(error) else "timed out",
+                            instance=request.url.path)
+        return problem_response(body, {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
