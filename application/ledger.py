@@ -75,6 +75,9 @@ class DecisionLedger(Application[UUID]):
 
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
+        if self.snapshots is not None:
+            # Snapshots are derived, but the application trusts them: keep them unrewritable.
+            self.index.protect(self.snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
         self.saved_listeners: list[Callable[[list[Recording[UUID]]], None]] = []
         self.committer = GroupCommitter(self.save) if strtobool(self.env.get(GROUP_COMMIT, "y")) else None
         # Which attempt each run this process believes open is in. A stale belief is

@@ -140,7 +140,7 @@ class RunFold:
     leaves: list[str] = field(default_factory=list)
     admitted: int = 0
     basis_digest: str = EMPTY_BASIS_DIGEST
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
     action_status: dict[str, str] = field(default_factory=dict)
 
     def absorb(self, topic: str, aggregate_id: str, state: dict[str, Any]) -> None:
@@ -148,13 +148,10 @@ class RunFold:
         if kind == "Run.BasisAdmitted":
             self.admitted += len(state["input_ids"])
             self.basis_digest = extend_basis_digest(self.basis_digest, state["input_ids"])
-        elif kind == "Decision.Recorded":
-            self.outcomes[aggregate_id] = {"outcome": state["outcome"], "effective_at": _timestamp(state["timestamp"])}
-        elif kind == "Decision.Corrected":
-            current = self.outcomes[aggregate_id]
-            effective_at = _timestamp(state["effective_at"])
-            if effective_at >= current["effective_at"]:
-                self.outcomes[aggregate_id] = {"outcome": state["outcome"], "effective_at": effective_at}
+        elif kind in ("Decision.Recorded", "Decision.Corrected"):
+            # The outcome in force is the one recorded last (corrections never take
+            # effect in the future).
+            self.outcomes[aggregate_id] = state["outcome"]
         elif kind.startswith("Action."):
             self.action_status[aggregate_id] = {
                 "Action.Requested": "requested",
@@ -165,8 +162,8 @@ class RunFold:
 
     def by_outcome(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for entry in self.outcomes.values():
-            counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
+        for outcome in self.outcomes.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
         return counts
 
     def actions_by_status(self) -> dict[str, int]:
@@ -174,13 +171,6 @@ class RunFold:
         for status in self.action_status.values():
             counts[status] += 1
         return counts
-
-
-def _timestamp(value: Any) -> str:
-    from datetime import datetime, timezone
-
-    text = value["_data_"] if isinstance(value, dict) else value
-    return datetime.fromisoformat(text).astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 class StoreVerifier:

@@ -30,6 +30,7 @@ from domain.limits import (
 
 _LABEL = re.compile(LABEL_PATTERN)
 _INPUT_ID = re.compile(INPUT_ID_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def require_label(value: Any, field_name: str) -> str:
@@ -89,9 +90,13 @@ class Command:
     actor: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or not 1 <= len(self.token) <= MAX_TOKEN_LENGTH:
+        if (
+            not isinstance(self.token, str)
+            or not 1 <= len(self.token) <= MAX_TOKEN_LENGTH
+            or _CONTROL.search(self.token)
+        ):
             raise InvalidCommand(
-                f"the idempotency token must be 1 to {MAX_TOKEN_LENGTH} characters",
+                f"the idempotency token must be 1 to {MAX_TOKEN_LENGTH} characters, none of them control characters",
                 field="token",
             )
         require_text(self.actor, "actor", max_length=MAX_NAME_LENGTH)

@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import datetime_now_with_tzinfo, event
 
 from domain.commands import CorrectDecision, RecordDecision
-from domain.errors import DecisionAlreadyRecorded
+from domain.errors import DecisionAlreadyRecorded, InvalidCommand
 from domain.identity import decision_uuid
 from domain.ledger_aggregate import LedgerAggregate
 
@@ -97,6 +97,11 @@ class Decision(LedgerAggregate):
         if replayed is not None:
             return replayed
         now = datetime_now_with_tzinfo()
+        if command.effective_at is not None and command.effective_at > now:
+            raise InvalidCommand(
+                "effective_at is when the corrected outcome should have applied: it cannot be in the future",
+                field="effective_at",
+            )
         self._correct(
             **self.attribution(command, self.run_id, attempt),
             outcome=command.outcome,
@@ -146,10 +151,11 @@ class Decision(LedgerAggregate):
         return [entry for entry in self.outcome_history if entry["kind"] == "corrected"]
 
     def entry_valid_at(self, valid_at: datetime | None) -> dict[str, Any]:
-        """The history entry that applies at `valid_at` (None: the latest valid time).
+        """The history entry that applies at `valid_at` (None: now).
 
-        Among the entries effective at or before that time, the one effective latest
-        wins; of two effective at the same instant, the one recorded later wins."""
+        Each entry asserts its outcome from its effective time on. Newer knowledge wins:
+        among the entries in effect at that time, the one recorded last applies. Since no
+        entry takes effect in the future, the entry recorded last is the one in force now."""
         candidates = [
             entry
             for entry in self.outcome_history
@@ -157,4 +163,4 @@ class Decision(LedgerAggregate):
         ]
         if not candidates:
             return {}
-        return max(candidates, key=lambda entry: (entry["effective_at"], entry["version"]))
+        return max(candidates, key=lambda entry: entry["version"])

@@ -319,4 +319,6 @@ class Run(LedgerAggregate):
 
 
 def verdict_token(close_token: str) -> str:
-    return f"{close_token}#verdict"
+    """The verdict's token: the close's, with a suffix no client token can carry
+    (tokens never contain control characters)."""
+    return f"{close_token}\x1fverdict"

@@ -46,8 +46,8 @@ class DatabaseTarget:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_SCHEMA": self.schema,
-            "POSTGRES_POOL_SIZE": "5",
-            "POSTGRES_MAX_OVERFLOW": "20",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "18",
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "POSTGRES_LOCK_TIMEOUT": "10",
         }

@@ -70,6 +70,10 @@ class LedgerIndex(ABC):
     """Queries over the index tables, implemented by each back end's recorder."""
 
     @abstractmethod
+    def protect(self, table: str) -> None:
+        """Make another table refuse UPDATE, DELETE (and TRUNCATE)."""
+
+    @abstractmethod
     def admitted_among(self, run_id: str, input_ids: Sequence[str]) -> set[str]:
         """Which of these input IDs the run has already admitted."""
 

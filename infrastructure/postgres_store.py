@@ -96,8 +96,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                 message=Literal(APPEND_ONLY_MESSAGE.format(operation="%")),
             ),
         ]
-        protected = [self.events_table_name, *self.tables.values()]
-        for table in protected:
+        return statements + self._append_only_statements([self.events_table_name, *self.tables.values()])
+
+    def _append_only_statements(self, tables: Sequence[str]) -> list[Composed]:
+        statements: list[Composed] = []
+        for table in tables:
             statements += [
                 SQL(
                     "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {table}"
@@ -117,6 +120,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                 ),
             ]
         return statements
+
+    def protect(self, table: str) -> None:
+        """Make another of the library's tables (the snapshots) refuse rewrites too."""
+        with self.datastore.transaction(commit=True) as c:
+            for statement in self._append_only_statements([table]):
+                c.execute(statement)
 
     # --- Writing, inside the library's transaction, after it locked the table ---------
 
@@ -193,11 +202,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             return c.fetchall()
 
     def admitted_among(self, run_id: str, input_ids: Sequence[str]) -> set[str]:
+        # A join on unnest() probes the primary key once per ID; "= ANY(array)" would be
+        # planned as a scan of the whole run filtered by the array.
         rows = self._fetchall(
-            SQL("SELECT input_id FROM {} WHERE run_id = %s AND input_id = ANY(%s)").format(
-                self._table("basis")
-            ),
-            (run_id, list(dict.fromkeys(input_ids))),
+            SQL(
+                "SELECT b.input_id FROM {} b JOIN unnest(%s::text[]) AS x(input_id)"
+                " ON b.input_id = x.input_id WHERE b.run_id = %s"
+            ).format(self._table("basis")),
+            (list(dict.fromkeys(input_ids)), run_id),
         )
         return {row["input_id"] for row in rows}
 

@@ -80,7 +80,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
             " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, PRIMARY KEY (run_id, attempt))"
             " WITHOUT ROWID",
         ]
-        for table in self.protected_tables:
+        return statements + self._append_only_statements(self.protected_tables)
+
+    @staticmethod
+    def _append_only_statements(tables: Sequence[str]) -> list[str]:
+        statements = []
+        for table in tables:
             for operation in ("UPDATE", "DELETE"):
                 message = APPEND_ONLY_MESSAGE.format(operation=f"{operation} on {table}")
                 statements.append(
@@ -88,6 +93,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
                     f"BEFORE {operation} ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"
                 )
         return statements
+
+    def protect(self, table: str) -> None:
+        """Make another of the library's tables (the snapshots) refuse rewrites too."""
+        with self.datastore.transaction(commit=True) as c:
+            for statement in self._append_only_statements([table]):
+                c.execute(statement)
 
     # --- Writing, inside the library's transaction ------------------------------------
 

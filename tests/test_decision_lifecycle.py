@@ -231,24 +231,39 @@ def test_a_correction_back_dated_to_the_start_replaces_the_outcome_from_the_star
 
 
 def test_a_valid_time_query_picks_the_entry_in_effect_at_that_moment() -> None:
-    # Approved at t0; declined from t0 on; then referred from a day later on.
+    # Approved at t0; declined from t0 on; then referred from the moment of the decline on.
     decision = saved_decision()
     recorded_at = decision.created_on
-    a_day_later = recorded_at + timedelta(days=1)
     decision.correct(correct_command(decision, "correct-1", effective_at=recorded_at), attempt=1)
+    declined_at = decision.modified_on
     decision.correct(
-        correct_command(decision, "correct-2", outcome="refer", effective_at=a_day_later),
+        correct_command(decision, "correct-2", outcome="refer", effective_at=declined_at),
         attempt=1,
     )
 
     # Each moment of valid time sees the entry in effect then.
-    assert decision.entry_valid_at(recorded_at + timedelta(hours=1))["outcome"] == "decline"
-    assert decision.entry_valid_at(a_day_later)["outcome"] == "refer"
+    assert decision.entry_valid_at(recorded_at)["outcome"] == "decline"
+    assert decision.entry_valid_at(declined_at - ONE_MICROSECOND)["outcome"] == "decline"
+    assert decision.entry_valid_at(declined_at)["outcome"] == "refer"
+    assert decision.outcome == "refer"
     assert [entry["outcome"] for entry in decision.outcome_history] == [
         "approve",
         "decline",
         "refer",
     ]
+
+
+def test_a_correction_cannot_take_effect_in_the_future() -> None:
+    # A correction says what should have applied; it is not a schedule.
+    decision = saved_decision()
+    tomorrow = decision.created_on + timedelta(days=1)
+
+    with pytest.raises(InvalidCommand, match="future"):
+        decision.correct(correct_command(decision, effective_at=tomorrow), attempt=1)
+
+    # Nothing was recorded.
+    assert decision.version == 1
+    assert decision.outcome_history[-1]["kind"] == "recorded"
 
 
 def test_a_correction_back_dated_before_the_original_is_in_effect_in_between() -> None:
@@ -263,11 +278,6 @@ def test_a_correction_back_dated_before_the_original_is_in_effect_in_between() -
     assert decision.entry_valid_at(an_hour_earlier - ONE_MICROSECOND) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Decision.entry_valid_at lets the entry effective latest win whatever its "
-    "knowledge time, so a correction back-dated before the original never supersedes it",
-)
 def test_a_correction_back_dated_before_the_original_supersedes_it_from_then_on() -> None:
     # Approved at t0; a reviewer later declines it, effective an hour before t0.
     decision = saved_decision()

@@ -260,16 +260,13 @@ class RunViewsProjection(LedgerProjection):
             (decision_id,),
         ).fetchone()
         assert current is not None, decision_id
-        effective_at = utc_text(domain_event.effective_at)
-        # The outcome in force is the one effective latest (a back-dated correction
-        # older than the current entry changes history, not the present).
-        takes_over = effective_at >= current["effective_at"]
-        outcome = domain_event.outcome if takes_over else current["outcome"]
+        # Newer knowledge wins, and no correction takes effect in the future: the
+        # corrected outcome is the one in force from now on.
         if current["corrections"] == 0:
             summary["corrected_count"] += 1
-        if takes_over and outcome != current["outcome"]:
+        if domain_event.outcome != current["outcome"]:
             _count(summary["outcome_counts"], current["outcome"], -1)
-            _count(summary["outcome_counts"], outcome, +1)
+            _count(summary["outcome_counts"], domain_event.outcome, +1)
         cursor.execute(
             f"UPDATE {self.t['decisions']} SET valid_to = ? WHERE decision_id = ? AND valid_to IS NULL",
             (position.position, decision_id),
@@ -281,8 +278,8 @@ class RunViewsProjection(LedgerProjection):
                 position.position,
                 current["run_id"],
                 current["input_id"],
-                outcome,
-                effective_at if takes_over else current["effective_at"],
+                domain_event.outcome,
+                utc_text(domain_event.effective_at),
                 current["corrections"] + 1,
             ),
         )
