@@ -152,7 +152,9 @@ class InMemoryLedger:
                 self.admitted.setdefault(new_event.run_id, set())
 
     def states(self) -> dict[UUID, dict[str, Any]]:
-        return {aggregate_id: state_of(aggregate) for aggregate_id, aggregate in self.aggregates.items()}
+        return {
+            aggregate_id: state_of(aggregate) for aggregate_id, aggregate in self.aggregates.items()
+        }
 
     def event_trail(self) -> list[tuple[str, UUID, int, str]]:
         return [
@@ -217,7 +219,9 @@ def scripts(draw: st.DrawFn, max_steps: int = 20) -> list[Command]:
         if move == "admit":
             run_id = draw(st.sampled_from(opened))
             batch = draw(st.lists(st.sampled_from(INPUT_IDS), min_size=1, max_size=4))
-            script.append(AdmitInputs(token=token, actor="loader", run_id=run_id, input_ids=tuple(batch)))
+            script.append(
+                AdmitInputs(token=token, actor="loader", run_id=run_id, input_ids=tuple(batch))
+            )
         elif move == "record":
             run_id, input_id = draw(st.sampled_from(undecided))
             decided.append((run_id, input_id))
@@ -276,13 +280,19 @@ def scripts(draw: st.DrawFn, max_steps: int = 20) -> list[Command]:
             run_id, key = draw(st.sampled_from(waivable))
             actions[(run_id, key)] = ("waived", False)
             script.append(
-                WaiveAction(token=token, actor="operator", action_id=action_uuid(run_id, key), reason="by hand")
+                WaiveAction(
+                    token=token, actor="operator", action_id=action_uuid(run_id, key), reason="by hand"
+                )
             )
     return script
 
 
+#: A delivery, and whether it is a duplicate of an earlier one.
+Delivery = tuple[Command, bool]
+
+
 @st.composite
-def deliveries_with_duplicates(draw: st.DrawFn, script: Sequence[Command]) -> list[tuple[Command, bool]]:
+def deliveries_with_duplicates(draw: st.DrawFn, script: Sequence[Command]) -> list[Delivery]:
     """The script, with extra deliveries of its commands landing after the originals.
     Each delivery comes with whether it is a duplicate."""
     extras = draw(
@@ -307,11 +317,14 @@ def deliveries_with_duplicates(draw: st.DrawFn, script: Sequence[Command]) -> li
         else:
             again = original
         ordered.append(((max(step, lands_after), 1, number), again, True))
-    return [(command, is_duplicate) for _, command, is_duplicate in sorted(ordered, key=lambda x: x[0])]
+    ordered.sort(key=lambda delivery: delivery[0])
+    return [(command, is_duplicate) for _, command, is_duplicate in ordered]
 
 
 @st.composite
-def scripts_with_duplicates(draw: st.DrawFn, max_steps: int = 20) -> tuple[list[Command], list[tuple[Command, bool]]]:
+def scripts_with_duplicates(
+    draw: st.DrawFn, max_steps: int = 20
+) -> tuple[list[Command], list[Delivery]]:
     script = draw(scripts(max_steps=max_steps))
     return script, draw(deliveries_with_duplicates(script))
 
@@ -387,7 +400,7 @@ def scripts_with_a_reused_token(draw: st.DrawFn) -> tuple[list[Command], Command
 @domain_settings
 @given(scripts_with_duplicates())
 def test_duplicates_and_replays_leave_the_same_state_and_events_as_the_script_alone(
-    script_and_deliveries: tuple[list[Command], list[tuple[Command, bool]]],
+    script_and_deliveries: tuple[list[Command], list[Delivery]],
 ) -> None:
     script, deliveries = script_and_deliveries
 
@@ -453,7 +466,7 @@ def send(ledger: DecisionLedger, command: Command) -> Any:
 @application_settings
 @given(scripts_with_duplicates(max_steps=12))
 def test_duplicates_never_change_the_event_count_of_a_sqlite_ledger(
-    script_and_deliveries: tuple[list[Command], list[tuple[Command, bool]]],
+    script_and_deliveries: tuple[list[Command], list[Delivery]],
 ) -> None:
     script, deliveries = script_and_deliveries
 

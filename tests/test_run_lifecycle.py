@@ -278,6 +278,7 @@ def test_a_sealed_run_that_reconciles_commits_with_its_proof() -> None:
         "reasons": [],
         "summary": {"approve": 2},
         "proof_digest": "d1g357",
+        "proof": {"root": "abc"},
     }
 
     # The verdict's token derives from the close's, so it cannot clash with it.
