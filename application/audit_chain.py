@@ -28,9 +28,7 @@ from domain.canonical import canonical_json
 GENESIS_CHAIN_HASH = "00" * 32
 
 
-def canonical_bytes(
-    position: int, topic: str, aggregate_id: UUID | str, version: int, state: bytes
-) -> bytes:
+def canonical_bytes(position: int, topic: str, aggregate_id: UUID | str, version: int, state: bytes) -> bytes:
     parsed = json.loads(state)
     timestamp = parsed.get("timestamp")
     if isinstance(timestamp, dict):

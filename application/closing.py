@@ -10,7 +10,7 @@ resumed by the next close of the same run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from application.ledger import DecisionLedger
@@ -52,7 +52,9 @@ class RunCloser:
         finished = self.ledger.index.token_receipt(verdict_token(command.token))
         if finished is not None:
             if finished.fingerprint != command.fingerprint:
-                raise errors.IdempotencyKeyReused("this idempotency key was already used for a different request")
+                raise errors.IdempotencyKeyReused(
+                    "this idempotency key was already used for a different request"
+                )
             return self._verdict_at(command.run_id, finished.originator_version, replayed=True)
         run = self.ledger.load_run(command.run_id)
         if run.status != RunStatus.SEALED:
@@ -65,7 +67,9 @@ class RunCloser:
         # Fail closed: without views that reached the seal there is no evidence.
         self.read_models.wait_for(seal_position, timeout=self.catch_up_timeout)
         evidence = self.read_models.evidence(command.run_id, seal_position)
-        result = self.ledger.record_verdict(command, evidence, lambda sealed_run: self._proof(sealed_run, evidence))
+        result = self.ledger.record_verdict(
+            command, evidence, lambda sealed_run: self._proof(sealed_run, evidence)
+        )
         verdict = self._close_view(command.run_id, result.view.verdicts[-1], result.position)
         return CommandResult(verdict, result.version, result.position, result.replayed)
 
@@ -79,7 +83,7 @@ class RunCloser:
             evidence,
             [record.leaf_hash for record in records],
             at_seal.chain_hash,
-            datetime.now(timezone.utc),
+            datetime.now(UTC),
             self.signer,
         )
 
@@ -108,4 +112,3 @@ class RunCloser:
             proof_digest=verdict["proof_digest"],
             position=position,
         )
-

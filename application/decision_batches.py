@@ -34,7 +34,9 @@ class DecisionBatches:
             receipt = self.ledger.index.token_receipt(batch_token)
             if receipt is not None:
                 if receipt.fingerprint != batch_fingerprint:
-                    raise errors.IdempotencyKeyReused("this idempotency key was already used for a different batch")
+                    raise errors.IdempotencyKeyReused(
+                        "this idempotency key was already used for a different batch"
+                    )
                 return self._from_record(run_id, receipt.stored_response or "[]", replayed=True)
             run_attempt = self.ledger.open_attempt(run_id, fresh=not first)
             outcomes, fresh = self._plan(run_id, items, run_attempt)
@@ -46,9 +48,14 @@ class DecisionBatches:
             except IntegrityError:
                 # A neighbour raced us: answer item by item, then remember the answers.
                 return self._one_by_one(run_id, items, batch_token, batch_fingerprint)
-            positions = {recording.domain_event.originator_id: recording.notification.id for recording in recordings}
+            positions = {
+                recording.domain_event.originator_id: recording.notification.id for recording in recordings
+            }
             answered = [
-                BatchItemResult("created", decision=self.ledger.decision_view(outcome.decision, positions[outcome.decision.id]))
+                BatchItemResult(
+                    "created",
+                    decision=self.ledger.decision_view(outcome.decision, positions[outcome.decision.id]),
+                )
                 if outcome.status == "created" and isinstance(outcome.decision, Decision)
                 else outcome
                 for outcome in outcomes
@@ -73,13 +80,22 @@ class DecisionBatches:
                 if item.run_id != run_id:
                     raise errors.InvalidCommand("an item names another run", field="run_id")
                 if item.input_id in seen_inputs:
-                    raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
+                    raise errors.DecisionAlreadyRecorded(
+                        f"input {item.input_id!r} appears twice in this batch"
+                    )
                 seen_inputs.add(item.input_id)
                 receipt = receipts.get(item.token)
                 if receipt is not None:
                     if receipt.fingerprint != item.fingerprint:
-                        raise errors.IdempotencyKeyReused("this item's idempotency key was used for a different request")
-                    outcomes.append(BatchItemResult("replayed", decision=self._view_at(receipt.originator_id, receipt.originator_version)))
+                        raise errors.IdempotencyKeyReused(
+                            "this item's idempotency key was used for a different request"
+                        )
+                    outcomes.append(
+                        BatchItemResult(
+                            "replayed",
+                            decision=self._view_at(receipt.originator_id, receipt.originator_version),
+                        )
+                    )
                     continue
             except errors.InvalidCommand as error:
                 outcomes.append(BatchItemResult("invalid", error=error))
@@ -110,7 +126,9 @@ class DecisionBatches:
                 if item.run_id != run_id:
                     raise errors.InvalidCommand("an item names another run", field="run_id")
                 if item.input_id in seen_inputs:
-                    raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
+                    raise errors.DecisionAlreadyRecorded(
+                        f"input {item.input_id!r} appears twice in this batch"
+                    )
                 seen_inputs.add(item.input_id)
                 result = self.ledger.record_decision(item)
             except errors.InvalidCommand as error:
@@ -118,20 +136,36 @@ class DecisionBatches:
             except errors.LedgerError as error:
                 outcomes.append(BatchItemResult("conflict", error=error))
             else:
-                outcomes.append(BatchItemResult("replayed" if result.replayed else "created", decision=result.view))
+                outcomes.append(
+                    BatchItemResult("replayed" if result.replayed else "created", decision=result.view)
+                )
         self.ledger.index.insert_token_response(
             batch_token, batch_fingerprint, json.dumps([_record_of(outcome) for outcome in outcomes])
         )
-        return CommandResult(BatchResult(run_id, outcomes), version=0, position=self.ledger.index.head_position(), replayed=False)
+        return CommandResult(
+            BatchResult(run_id, outcomes),
+            version=0,
+            position=self.ledger.index.head_position(),
+            replayed=False,
+        )
 
     def _from_record(self, run_id: str, record: str, *, replayed: bool) -> CommandResult[BatchResult]:
         items: list[BatchItemResult] = []
         for entry in json.loads(record):
             if "decision_id" in entry:
-                items.append(BatchItemResult(entry["status"], decision=self._view_at(UUID(entry["decision_id"]), entry["version"])))
+                items.append(
+                    BatchItemResult(
+                        entry["status"], decision=self._view_at(UUID(entry["decision_id"]), entry["version"])
+                    )
+                )
             else:
                 items.append(BatchItemResult(entry["status"], error=_error_from_record(entry["error"])))
-        return CommandResult(BatchResult(run_id, items), version=0, position=self.ledger.index.head_position(), replayed=replayed)
+        return CommandResult(
+            BatchResult(run_id, items),
+            version=0,
+            position=self.ledger.index.head_position(),
+            replayed=replayed,
+        )
 
 
 def _record_of(outcome: BatchItemResult) -> dict[str, Any]:

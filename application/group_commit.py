@@ -127,6 +127,7 @@ class GroupCommitter:
             by_aggregate.setdefault(recording.domain_event.originator_id, []).append(recording)
         for pending in group:
             pending.recordings = [
-                recording for aggregate in pending.aggregates for recording in by_aggregate.get(aggregate.id, [])
+                recording
+                for aggregate in pending.aggregates
+                for recording in by_aggregate.get(aggregate.id, [])
             ]
-

@@ -239,7 +239,9 @@ class DecisionLedger(Application[UUID]):
             decision_id = Decision.create_id(command.run_id, command.input_id)
             existing = self._find(decision_id, Decision)
             if existing is not None:
-                return self._result_at(decision_id, Decision, existing.replay_of_record(command), self._decision_view)
+                return self._result_at(
+                    decision_id, Decision, existing.replay_of_record(command), self._decision_view
+                )
         attempt = self.open_attempt(command.run_id, fresh=not first)
         return self._saved(Decision.record(command, attempt), self._decision_view)
 
@@ -278,7 +280,9 @@ class DecisionLedger(Application[UUID]):
             if not first:
                 existing = self._find(action_id, Action)
                 if existing is not None:
-                    return self._result_at(action_id, Action, existing.replay_of_request(command), self._action_view)
+                    return self._result_at(
+                        action_id, Action, existing.replay_of_request(command), self._action_view
+                    )
             decision = self._find(command.decision_id, Decision)
             if decision is None or decision.run_id != command.run_id:
                 self.load_run(command.run_id)  # an unknown run is the better answer
@@ -346,7 +350,9 @@ class DecisionLedger(Application[UUID]):
         valid_at: datetime | None = None,
     ) -> DecisionView:
         validate_run_id(run_id)
-        return self.get_decision(Decision.create_id(run_id, input_id), as_of_position=as_of_position, valid_at=valid_at)
+        return self.get_decision(
+            Decision.create_id(run_id, input_id), as_of_position=as_of_position, valid_at=valid_at
+        )
 
     def decision_history(self, decision_id: UUID, *, as_of_position: int | None = None) -> list[HistoryEntry]:
         decision = self._load_as_of(decision_id, Decision, errors.DecisionNotFound, as_of_position)
@@ -368,8 +374,15 @@ class DecisionLedger(Application[UUID]):
                     data={
                         key: value
                         for key, value in state.items()
-                        if key not in {"originator_id", "originator_version", "originator_topic",
-                                       "token", "fingerprint", "effective_at"}
+                        if key
+                        not in {
+                            "originator_id",
+                            "originator_version",
+                            "originator_topic",
+                            "token",
+                            "fingerprint",
+                            "effective_at",
+                        }
                     },
                 )
             )
@@ -562,7 +575,9 @@ class DecisionLedger(Application[UUID]):
         )
 
 
-def index_rows_for(domain_events: Sequence[Any], stored_responses: Sequence[tuple[str, str, str]] = ()) -> LedgerIndexRows:
+def index_rows_for(
+    domain_events: Sequence[Any], stored_responses: Sequence[tuple[str, str, str]] = ()
+) -> LedgerIndexRows:
     """Derive the index rows from the events themselves, so they can never disagree."""
     rows = LedgerIndexRows()
     for domain_event in domain_events:
@@ -579,5 +594,7 @@ def index_rows_for(domain_events: Sequence[Any], stored_responses: Sequence[tupl
             gate = (domain_event.run_id, domain_event.attempt)
             if gate not in rows.gates:
                 rows.gates.append(gate)
-    rows.tokens.extend((token, fingerprint, None, None, response) for token, fingerprint, response in stored_responses)
+    rows.tokens.extend(
+        (token, fingerprint, None, None, response) for token, fingerprint, response in stored_responses
+    )
     return rows

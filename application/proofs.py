@@ -113,7 +113,9 @@ def decision_inclusion_proof(
     run = ledger.get_run(decision.run_id, as_of_position=as_of_position)
     committed = [verdict for verdict in run.verdicts if verdict.get("proof")]
     if not committed:
-        raise ProofNotFound(f"run {decision.run_id!r} has no committed attempt to prove decision {decision_id}")
+        raise ProofNotFound(
+            f"run {decision.run_id!r} has no committed attempt to prove decision {decision_id}"
+        )
     run_proof = committed[-1]["proof"]
     seal = run_proof["seal_position"]
     records = read_models.audit_records_for(decision.run_id, seal)
@@ -124,7 +126,8 @@ def decision_inclusion_proof(
         position = ledger.index.event_position(decision_id, stored.originator_version)
         if position is None or position.position > seal:
             break
-        event_bytes = canonical_bytes(position.position, stored.topic, stored.originator_id,
-                                      stored.originator_version, stored.state)
+        event_bytes = canonical_bytes(
+            position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
+        )
         leaves.append((index_of[position.position], event_bytes))
     return build_inclusion_proof(run_proof, str(decision_id), leaf_hashes, leaves)

@@ -132,7 +132,9 @@ class ReadModels:
 
     # --- Summaries ---------------------------------------------------------------------------
 
-    def summary(self, run_id: str, *, as_of_position: int | None = None, attempt: int | None = None) -> RunSummaryView:
+    def summary(
+        self, run_id: str, *, as_of_position: int | None = None, attempt: int | None = None
+    ) -> RunSummaryView:
         validate_run_id(run_id)
         position = self._reading_position(as_of_position)
         tables = self.projections.live_tables("runs")
@@ -217,7 +219,10 @@ class ReadModels:
             f"SELECT * FROM {tables['summary']} WHERE {' AND '.join(where)} ORDER BY run_id LIMIT ?",
             [*params, limit + 1],
         )
-        runs = [self._summary_view(row, self._audit_count(row["run_id"], position), position) for row in rows[:limit]]
+        runs = [
+            self._summary_view(row, self._audit_count(row["run_id"], position), position)
+            for row in rows[:limit]
+        ]
         next_after = runs[-1].run_id if len(rows) > limit else None
         return RunListPage(runs, next_after, position)
 
@@ -249,7 +254,9 @@ class ReadModels:
             )
         return ReconciliationView(run_id, position, categories)
 
-    def _category_ids(self, run_id: str, category: str, position: int, limit: int, after: str | None) -> list[str]:
+    def _category_ids(
+        self, run_id: str, category: str, position: int, limit: int, after: str | None
+    ) -> list[str]:
         tables = self.projections.live_tables("runs")
         store = self.projections.live_store("runs")
         if category == "missing":
@@ -338,7 +345,7 @@ class ReadModels:
         )
         return AuditRecordView(**rows[0]) if rows else None
 
-    def audit_stream(self, after: int, up_to: int | None, page: int = 2000):  # noqa: ANN201
+    def audit_stream(self, after: int, up_to: int | None, page: int = 2000):
         """Every audit record after a position, in order, a page at a time."""
         tables = self.projections.live_tables("audit")
         store = self.projections.live_store("audit")

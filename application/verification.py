@@ -64,14 +64,19 @@ def verify_run_proof(proof: dict[str, Any], public_key: str | None = None) -> No
     _require(proof.get("verdict") == "committed", "the proof's verdict is not 'committed'")
     reconciliation = proof.get("reconciliation", {})
     for check in ("missing", "unexpected", "pending", "failed"):
-        _require(reconciliation.get(check) == 0, f"a committed proof shows {check} = {reconciliation.get(check)}")
+        _require(
+            reconciliation.get(check) == 0, f"a committed proof shows {check} = {reconciliation.get(check)}"
+        )
     merkle = proof.get("merkle", {})
     _require(
         merkle.get("tree_size") == proof.get("audit_records"),
         f"the Merkle tree has {merkle.get('tree_size')} leaves but the proof counts "
         f"{proof.get('audit_records')} audit records",
     )
-    _require(isinstance(proof.get("seal_position"), int) and proof["seal_position"] > 0, "the seal position is invalid")
+    _require(
+        isinstance(proof.get("seal_position"), int) and proof["seal_position"] > 0,
+        "the seal position is invalid",
+    )
 
 
 # --- Offline: inclusion proofs ---------------------------------------------------------------
@@ -80,7 +85,10 @@ def verify_run_proof(proof: dict[str, Any], public_key: str | None = None) -> No
 def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
     """Check that a decision's events are leaves of a signed run proof's Merkle tree."""
     _require(isinstance(inclusion, dict), "the inclusion proof is not a JSON object")
-    _require(inclusion.get("format") == INCLUSION_PROOF_FORMAT, f"unknown inclusion proof format {inclusion.get('format')!r}")
+    _require(
+        inclusion.get("format") == INCLUSION_PROOF_FORMAT,
+        f"unknown inclusion proof format {inclusion.get('format')!r}",
+    )
     run_proof = inclusion.get("run_proof")
     verify_run_proof(run_proof, public_key)  # type: ignore[arg-type]
     tree_size = run_proof["merkle"]["tree_size"]  # type: ignore[index]
@@ -99,11 +107,19 @@ def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
         index = leaf.get("leaf_index")
         path = leaf.get("audit_path")
         _require(isinstance(event, dict), f"leaf {number} carries no event")
-        _require(isinstance(index, int) and 0 <= index < tree_size, f"leaf {number} has an index outside the tree")
+        _require(
+            isinstance(index, int) and 0 <= index < tree_size, f"leaf {number} has an index outside the tree"
+        )
         _require(index not in seen_indexes, f"leaf {number} repeats index {index}")
         seen_indexes.add(index)
-        _require(isinstance(path, list) and all(isinstance(node, str) for node in path), f"leaf {number} has no audit path")
-        _require(event.get("aggregate_id") == decision_id, f"wrong leaf: leaf {number} is an event of another aggregate")
+        _require(
+            isinstance(path, list) and all(isinstance(node, str) for node in path),
+            f"leaf {number} has no audit path",
+        )
+        _require(
+            event.get("aggregate_id") == decision_id,
+            f"wrong leaf: leaf {number} is an event of another aggregate",
+        )
         _require(
             isinstance(event.get("position"), int) and event["position"] <= run_proof["seal_position"],  # type: ignore[index]
             f"leaf {number} lies after the run's seal",
@@ -118,7 +134,10 @@ def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
             "run proof's Merkle root: wrong leaf, wrong path or swapped siblings",
         )
     versions = sorted(leaf["event"].get("version") for leaf in leaves)
-    _require(versions == list(range(1, len(versions) + 1)), "the decision's events are incomplete: versions have gaps")
+    _require(
+        versions == list(range(1, len(versions) + 1)),
+        "the decision's events are incomplete: versions have gaps",
+    )
 
 
 # --- Against the store --------------------------------------------------------------------
@@ -178,7 +197,9 @@ class StoreVerifier:
 
     PAGE = 2000
 
-    def __init__(self, recorder: Any, audit_records: Callable[[int, int | None], Iterator[dict[str, Any]]]) -> None:
+    def __init__(
+        self, recorder: Any, audit_records: Callable[[int, int | None], Iterator[dict[str, Any]]]
+    ) -> None:
         self.recorder = recorder
         self.audit_records = audit_records
 
@@ -228,8 +249,11 @@ class StoreVerifier:
         chain = starting_hash
         for notification in self.stored_events(from_position - 1, to_position):
             event_bytes = canonical_bytes(
-                notification.id, notification.topic, notification.originator_id,
-                notification.originator_version, notification.state,
+                notification.id,
+                notification.topic,
+                notification.originator_id,
+                notification.originator_version,
+                notification.state,
             )
             chain = next_chain_hash(chain, event_bytes)
             audit = next(recorded, None)
@@ -284,7 +308,8 @@ class StoreVerifier:
             )
         fold = folds[proof["run_id"]]
         _require(
-            merkle_root(fold.leaves) == proof["merkle"]["root"] and len(fold.leaves) == proof["merkle"]["tree_size"],
+            merkle_root(fold.leaves) == proof["merkle"]["root"]
+            and len(fold.leaves) == proof["merkle"]["tree_size"],
             f"{where}: the Merkle root over its stored events differs from its proof",
         )
         _require(

@@ -1,6 +1,6 @@
 """The Action aggregate: a side effect requested for a decision, and its lifecycle.
 
-    requested -> committed | failed;  failed -> committed (retry) | failed | waived
+requested -> committed | failed;  failed -> committed (retry) | failed | waived
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ TERMINAL_ACTION_STATUSES = frozenset({ActionStatus.COMMITTED, ActionStatus.WAIVE
 
 
 class Action(LedgerAggregate):
-
     @staticmethod
     def create_id(run_id: str, action_key: str) -> UUID:
         return action_uuid(run_id, action_key)

@@ -41,9 +41,7 @@ def require_label(value: Any, field_name: str) -> str:
 
 def require_input_id(value: Any, field_name: str = "input_id") -> str:
     if not isinstance(value, str) or not _INPUT_ID.fullmatch(value):
-        raise InvalidCommand(
-            f"{field_name} must be 1 to 256 printable characters", field=field_name
-        )
+        raise InvalidCommand(f"{field_name} must be 1 to 256 printable characters", field=field_name)
     return value
 
 

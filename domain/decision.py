@@ -19,7 +19,6 @@ from domain.ledger_aggregate import LedgerAggregate
 
 
 class Decision(LedgerAggregate):
-
     @staticmethod
     def create_id(run_id: str, input_id: str) -> UUID:
         return decision_uuid(run_id, input_id)
@@ -88,8 +87,7 @@ class Decision(LedgerAggregate):
         if command.fingerprint == self.creation_fingerprint:
             return self.INITIAL_VERSION
         raise DecisionAlreadyRecorded(
-            f"a different decision is already recorded for input {self.input_id!r}; "
-            "send a correction instead"
+            f"a different decision is already recorded for input {self.input_id!r}; send a correction instead"
         )
 
     def correct(self, command: CorrectDecision, attempt: int) -> int | None:
@@ -157,9 +155,7 @@ class Decision(LedgerAggregate):
         among the entries in effect at that time, the one recorded last applies. Since no
         entry takes effect in the future, the entry recorded last is the one in force now."""
         candidates = [
-            entry
-            for entry in self.outcome_history
-            if valid_at is None or entry["effective_at"] <= valid_at
+            entry for entry in self.outcome_history if valid_at is None or entry["effective_at"] <= valid_at
         ]
         if not candidates:
             return {}

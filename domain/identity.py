@@ -16,9 +16,7 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 
 def validate_run_id(run_id: str, *, field: str = "run_id") -> str:
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-        raise InvalidCommand(
-            f"{field} must match {RUN_ID_PATTERN}, got {run_id!r}", field=field
-        )
+        raise InvalidCommand(f"{field} must match {RUN_ID_PATTERN}, got {run_id!r}", field=field)
     return run_id
 
 

@@ -36,9 +36,7 @@ class LedgerAggregate(Aggregate):
             return None
         accepted_fingerprint, version = receipt
         if accepted_fingerprint != command.fingerprint:
-            raise IdempotencyKeyReused(
-                "this idempotency key was already used for a different request"
-            )
+            raise IdempotencyKeyReused("this idempotency key was already used for a different request")
         return int(version)
 
     @staticmethod

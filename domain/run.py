@@ -62,7 +62,6 @@ class Reconciliation:
 
 
 class Run(LedgerAggregate):
-
     @staticmethod
     def create_id(run_id: str) -> UUID:
         return run_uuid(run_id)
@@ -127,9 +126,7 @@ class Run(LedgerAggregate):
             return replayed
         self.require_open()
         new_input_ids = [
-            input_id
-            for input_id in dict.fromkeys(command.input_ids)
-            if input_id not in already_admitted
+            input_id for input_id in dict.fromkeys(command.input_ids) if input_id not in already_admitted
         ]
         self._admit(
             **self.attribution(command, self.run_id, self.attempt),
@@ -186,12 +183,12 @@ class Run(LedgerAggregate):
             self.admitted_count,
             self.basis_digest,
         ):
-            reasons.append(RejectionReason("basis_mismatch", abs(self.admitted_count - evidence.admitted_count)))
+            reasons.append(
+                RejectionReason("basis_mismatch", abs(self.admitted_count - evidence.admitted_count))
+            )
         if evidence.audit_records != evidence.events_expected:
             reasons.append(
-                RejectionReason(
-                    "audit_incomplete", abs(evidence.events_expected - evidence.audit_records)
-                )
+                RejectionReason("audit_incomplete", abs(evidence.events_expected - evidence.audit_records))
             )
         return reasons
 
@@ -299,9 +296,7 @@ class Run(LedgerAggregate):
             return replayed
         if self.status != RunStatus.REJECTED:
             raise RunNotRejected(f"run {self.run_id!r} is {self.status}; only a rejected run reopens")
-        self._reopen(
-            **self.attribution(command, self.run_id, self.attempt + 1), reason=command.reason
-        )
+        self._reopen(**self.attribution(command, self.run_id, self.attempt + 1), reason=command.reason)
         return None
 
     @event("Reopened")

@@ -65,7 +65,10 @@ class DatabaseTarget:
         from psycopg.conninfo import make_conninfo
 
         return make_conninfo(
-            host=self.host, port=self.port, user=self.user, password=self.password or None,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
             dbname=self.dbname,
         )
 
@@ -85,9 +88,7 @@ def parse_database_url(url: str) -> DatabaseTarget:
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
         if not parts.hostname or not dbname:
-            raise InvalidDatabaseUrl(
-                f"a PostgreSQL URL is postgresql://user@host:port/dbname, got {url!r}"
-            )
+            raise InvalidDatabaseUrl(f"a PostgreSQL URL is postgresql://user@host:port/dbname, got {url!r}")
         try:
             port = parts.port or 5432
         except ValueError:

@@ -31,9 +31,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         prefix = events_table_name.removesuffix("_events")
-        self.tables = {
-            name: f"{prefix}_{name}" for name in ("positions", "tokens", "basis", "seals")
-        }
+        self.tables = {name: f"{prefix}_{name}" for name in ("positions", "tokens", "basis", "seals")}
         for table in self.tables.values():
             self.check_identifier_length(table)
         self.gate_function = f"{prefix}_assert_unsealed"
@@ -293,10 +291,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(
-            SQL(
-                "SELECT * FROM {} WHERE position > %s AND position <= %s"
-                " ORDER BY position LIMIT %s"
-            ).format(self._table("positions")),
+            SQL("SELECT * FROM {} WHERE position > %s AND position <= %s ORDER BY position LIMIT %s").format(
+                self._table("positions")
+            ),
             (after, up_to if up_to is not None else 2**62, limit),
         )
         return [self._event_position(row) for row in rows]

@@ -71,7 +71,9 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"cannot read {self.api_keys_file}: {error.strerror}") from None
             except (ValueError, ValidationError, TypeError) as error:
                 first_line = str(error).splitlines()[0]
-                raise ConfigurationError(f"{self.api_keys_file} is not a list of API keys: {first_line}") from None
+                raise ConfigurationError(
+                    f"{self.api_keys_file} is not a list of API keys: {first_line}"
+                ) from None
         return keys
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,7 +34,7 @@ _MAX_PARAMS = 900
 
 def _utc_text(moment: datetime) -> str:
     """A fixed-width UTC ISO text, so comparing texts compares instants."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
@@ -167,7 +167,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
         """Now, or the last knowledge time if the clock went backwards."""
         c.execute("SELECT MAX(recorded_at) FROM ledger_positions")
         last = c.fetchone()[0]
-        now = _utc_text(datetime.now(timezone.utc))
+        now = _utc_text(datetime.now(UTC))
         return max(now, last) if last else now
 
     def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:
@@ -177,7 +177,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
                 (token, fingerprint, response),
             )
 
-    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
         return PollingSubscription(self, gt=gt, topics=topics)
 
     # --- Reading --------------------------------------------------------------------
@@ -246,8 +248,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
 
     def version_at(self, originator_id: UUID, position: int) -> int | None:
         rows = self._fetchall(
-            "SELECT MAX(originator_version) FROM ledger_positions"
-            " WHERE originator_id = ? AND position <= ?",
+            "SELECT MAX(originator_version) FROM ledger_positions WHERE originator_id = ? AND position <= ?",
             (originator_id.hex, position),
         )
         return rows[0][0]
@@ -280,8 +281,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(
-            "SELECT * FROM ledger_positions WHERE position > ? AND position <= ?"
-            " ORDER BY position LIMIT ?",
+            "SELECT * FROM ledger_positions WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
             (after, up_to if up_to is not None else 2**62, limit),
         )
         return [self._event_position(row) for row in rows]

@@ -111,9 +111,7 @@ class ViewStore(TrackingRecorder):
     def drop_generation(self, names: Sequence[str]) -> None:
         with self.cursor(commit=True) as cursor:
             for name in [*names, "tracking"]:
-                qualified = self.qualify(
-                    checked_identifier(f"{self.projection}_g{self.generation}_{name}")
-                )
+                qualified = self.qualify(checked_identifier(f"{self.projection}_g{self.generation}_{name}"))
                 cursor.execute(f"DROP TABLE IF EXISTS {qualified}")
 
     # --- Which generation serves reads ------------------------------------------------

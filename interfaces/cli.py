@@ -3,6 +3,7 @@ stderr and exit code 2; a verification that fails exits 1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -19,11 +20,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from application.service import LedgerService
-from application.verification import StoreVerifier, VerificationFailed, verify_inclusion_proof, verify_run_proof
+from application.verification import (
+    StoreVerifier,
+    VerificationFailed,
+    verify_inclusion_proof,
+    verify_run_proof,
+)
 from domain.errors import LedgerError
 from infrastructure.settings import ConfigurationError, Role, Settings
 
-app = typer.Typer(help="decision-ledger: a governed decisioning ledger.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="decision-ledger: a governed decisioning ledger.", no_args_is_help=True, add_completion=False
+)
 projections_app = typer.Typer(help="Run, rebuild, inspect and verify the read models.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the audit log's hash chain.", no_args_is_help=True)
 proof_app = typer.Typer(help="Verify run proofs and inclusion proofs.", no_args_is_help=True)
@@ -32,15 +40,21 @@ api_keys_app = typer.Typer(help="API keys for the REST API.", no_args_is_help=Tr
 runs_app = typer.Typer(help="Runs.", no_args_is_help=True)
 decisions_app = typer.Typer(help="Decisions.", no_args_is_help=True)
 for sub_app, name in (
-    (projections_app, "projections"), (audit_app, "audit"), (proof_app, "proof"), (keys_app, "keys"),
-    (api_keys_app, "api-keys"), (runs_app, "runs"), (decisions_app, "decisions"),
+    (projections_app, "projections"),
+    (audit_app, "audit"),
+    (proof_app, "proof"),
+    (keys_app, "keys"),
+    (api_keys_app, "api-keys"),
+    (runs_app, "runs"),
+    (decisions_app, "decisions"),
 ):
     app.add_typer(sub_app, name=name)
 
 out = Console()
 err = Console(stderr=True)
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="sqlite:///file or postgresql://user@host/db (default: settings)")
+    str | None,
+    typer.Option("--database-url", help="sqlite:///file or postgresql://user@host/db (default: settings)"),
 ]
 
 
@@ -82,8 +96,12 @@ def service_for(settings: Settings) -> Iterator[LedgerService]:
 
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>9} events/s"), TimeRemainingColumn(), console=err,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9} events/s"),
+        TimeRemainingColumn(),
+        console=err,
     )
 
 
@@ -137,10 +155,8 @@ def projections_run(database_url: DatabaseUrl = None) -> None:
         from application.projections.runtime import ProjectionWorker
 
         err.print(f"projection worker following {settings.database().describe()}; Ctrl-C stops it")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             ProjectionWorker(service.projections, service.library_env).run_forever()
-        except KeyboardInterrupt:
-            pass
 
 
 @projections_app.command("status")
@@ -149,7 +165,13 @@ def projections_status(database_url: DatabaseUrl = None) -> None:
     with service_for(load_settings(database_url)) as service:
         table = Table("projection", "generation", "position", "head", "lag (events)")
         for status in service.projections.status():
-            table.add_row(status.name, str(status.generation or "-"), str(status.position), str(status.head), str(status.lag))
+            table.add_row(
+                status.name,
+                str(status.generation or "-"),
+                str(status.position),
+                str(status.head),
+                str(status.lag),
+            )
         out.print(table)
 
 
@@ -184,7 +206,9 @@ def projections_verify(
                 failed = True
                 out.print(f"{projection}: {len(differences)} difference(s) as of position {position}:")
                 for difference in differences:
-                    out.print(f"  {difference.table} [{difference.key}]: live={difference.live} rebuilt={difference.rebuilt}")
+                    out.print(
+                        f"  {difference.table} [{difference.key}]: live={difference.live} rebuilt={difference.rebuilt}"
+                    )
             else:
                 out.print(f"{projection}: identical to a rebuild as of position {position or total}")
         if failed:
@@ -300,7 +324,9 @@ def proof_verify_inclusion(
         verify_inclusion_proof(inclusion, key)
     except VerificationFailed as error:
         fail(str(error), code=1)
-    out.print(f"ok: decision {inclusion['decision_id']} is in run {inclusion['run_proof']['run_id']!r}'s committed proof")
+    out.print(
+        f"ok: decision {inclusion['decision_id']} is in run {inclusion['run_proof']['run_id']!r}'s committed proof"
+    )
 
 
 @keys_app.command("show")
@@ -312,7 +338,9 @@ def keys_show(database_url: DatabaseUrl = None) -> None:
         signer = signer_for(load_settings(database_url))
     except (LedgerError, ConfigurationError) as error:
         fail(getattr(error, "detail", str(error)))
-    print(json.dumps({"algorithm": signer.algorithm, "public_key": signer.public_key, "key_id": signer.key_id}))
+    print(
+        json.dumps({"algorithm": signer.algorithm, "public_key": signer.public_key, "key_id": signer.key_id})
+    )
 
 
 @api_keys_app.command("new")
@@ -373,7 +401,9 @@ def runs_show(
 def decisions_show(
     decision_id: str,
     as_of: Annotated[str | None, typer.Option("--as-of", help="A position, or an RFC 3339 time")] = None,
-    valid_at: Annotated[str | None, typer.Option("--valid-at", help="Which outcome applied at this time")] = None,
+    valid_at: Annotated[
+        str | None, typer.Option("--valid-at", help="Which outcome applied at this time")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """A decision as known then, with the outcome in force at a valid time."""
@@ -390,10 +420,17 @@ def decisions_show(
         if moment.utcoffset() is None:
             fail("--valid-at needs a UTC offset")
     with service_for(load_settings(database_url)) as service:
-        decision = service.ledger.get_decision(identifier, as_of_position=_as_of(service, as_of), valid_at=moment)
-        table = Table(title=f"decision {decision_id} (version {decision.version}, position {decision.position})", show_header=False)
+        decision = service.ledger.get_decision(
+            identifier, as_of_position=_as_of(service, as_of), valid_at=moment
+        )
+        table = Table(
+            title=f"decision {decision_id} (version {decision.version}, position {decision.position})",
+            show_header=False,
+        )
         for field_name, value in vars(decision).items():
-            table.add_row(field_name, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+            table.add_row(
+                field_name, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+            )
         out.print(table)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import Tracking
@@ -68,4 +68,4 @@ class LedgerProjection(Projection[ViewStore]):
 
 def utc_text(moment: datetime) -> str:
     """Fixed-width UTC text: comparing texts compares instants."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -171,7 +171,9 @@ class RunViewsProjection(LedgerProjection):
         }
 
     @on_event.register
-    def _(self, domain_event: Run.BasisAdmitted, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Run.BasisAdmitted, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         already_decided: set[str] = set()
         new_ids = domain_event.input_ids
         for start in range(0, len(new_ids), _CHUNK):
@@ -204,22 +206,30 @@ class RunViewsProjection(LedgerProjection):
         summary["status"] = "sealed"
 
     @on_event.register
-    def _(self, domain_event: Run.Committed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Run.Committed, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         summary["status"] = "committed"
 
     @on_event.register
-    def _(self, domain_event: Run.Rejected, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Run.Rejected, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         summary["status"] = "rejected"
 
     @on_event.register
-    def _(self, domain_event: Run.Reopened, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Run.Reopened, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         summary["status"] = "open"
         summary["attempt"] = domain_event.attempt
 
     # --- Decisions -------------------------------------------------------------------
 
     @on_event.register
-    def _(self, domain_event: Decision.Recorded, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Decision.Recorded, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         decision_id = str(domain_event.originator_id)
         row = cursor.execute(
             f"SELECT admitted_at FROM {self.t['inputs']} WHERE run_id = ? AND input_id = ?",
@@ -253,7 +263,9 @@ class RunViewsProjection(LedgerProjection):
         _count(summary["outcome_counts"], domain_event.outcome, +1)
 
     @on_event.register
-    def _(self, domain_event: Decision.Corrected, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Decision.Corrected, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         decision_id = str(domain_event.originator_id)
         current = cursor.execute(
             f"SELECT * FROM {self.t['decisions']} WHERE decision_id = ? AND valid_to IS NULL",
@@ -287,7 +299,9 @@ class RunViewsProjection(LedgerProjection):
     # --- Actions ----------------------------------------------------------------------
 
     @on_event.register
-    def _(self, domain_event: Action.Requested, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Action.Requested, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         cursor.execute(
             f"INSERT INTO {self.t['actions']} VALUES (?, ?, NULL, ?, ?, ?, 'requested')",
             (
@@ -302,25 +316,33 @@ class RunViewsProjection(LedgerProjection):
         summary["actions_pending"] += 1
 
     @on_event.register
-    def _(self, domain_event: Action.Committed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Action.Committed, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         previous = self._move_action(cursor, domain_event, position, "committed")
         summary["actions_committed"] += 1
         summary["actions_pending" if previous == "requested" else "actions_failed"] -= 1
 
     @on_event.register
-    def _(self, domain_event: Action.Failed, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Action.Failed, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         previous = self._move_action(cursor, domain_event, position, "failed")
         if previous == "requested":
             summary["actions_pending"] -= 1
             summary["actions_failed"] += 1
 
     @on_event.register
-    def _(self, domain_event: Action.Waived, cursor: ViewCursor, summary: Any, position: EventPosition) -> None:
+    def _(
+        self, domain_event: Action.Waived, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
         self._move_action(cursor, domain_event, position, "waived")
         summary["actions_failed"] -= 1
         summary["actions_waived"] += 1
 
-    def _move_action(self, cursor: ViewCursor, domain_event: Any, position: EventPosition, status: str) -> str:
+    def _move_action(
+        self, cursor: ViewCursor, domain_event: Any, position: EventPosition, status: str
+    ) -> str:
         action_id = str(domain_event.originator_id)
         current = cursor.execute(
             f"SELECT * FROM {self.t['actions']} WHERE action_id = ? AND valid_to IS NULL", (action_id,)

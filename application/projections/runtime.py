@@ -94,7 +94,9 @@ class Projections:
         try:
             return PROJECTION_KINDS[name]
         except KeyError:
-            raise KeyError(f"no projection named {name!r}; choose from {', '.join(PROJECTION_KINDS)}") from None
+            raise KeyError(
+                f"no projection named {name!r}; choose from {', '.join(PROJECTION_KINDS)}"
+            ) from None
 
     def store(self, name: str, generation: int) -> ViewStore:
         with self._lock:
@@ -181,7 +183,9 @@ class Projections:
         for name in self.names:
             live, _ = self._registry(name).generations()
             position = self.store(name, live).position() if live else 0
-            statuses.append(ProjectionStatus(name, live, position, head, self.app.index.count_after(position)))
+            statuses.append(
+                ProjectionStatus(name, live, position, head, self.app.index.count_after(position))
+            )
         return statuses
 
     # --- Blue/green rebuild and verification -----------------------------------------------
@@ -202,7 +206,9 @@ class Projections:
             self.store(name, replaced).drop_generation(kind.table_names)
         return generation
 
-    def verify(self, name: str, *, on_progress: Progress | None = None, limit: int = 20) -> tuple[int, list[Difference]]:
+    def verify(
+        self, name: str, *, on_progress: Progress | None = None, limit: int = 20
+    ) -> tuple[int, list[Difference]]:
         """Rebuild into scratch tables and compare them with the live view, row by row,
         as of the live view's position. Returns (position, differences)."""
         kind = self.kind(name)

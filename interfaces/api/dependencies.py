@@ -109,7 +109,9 @@ def read_point(
         raise errors.InvalidCommand("give as_of or as_of_position, not both", field="as_of")
     if as_of is not None:
         if as_of.utcoffset() is None:
-            raise errors.InvalidCommand("as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of")
+            raise errors.InvalidCommand(
+                "as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of"
+            )
         position = service.ledger.index.position_at(as_of)
         if position is None:
             raise errors.NothingKnownYet(f"nothing was recorded at or before {as_of.isoformat()}")

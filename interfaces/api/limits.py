@@ -42,14 +42,20 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         body = problem_body(
-            413, "payload-too-large", f"request bodies are limited to {self.max_bytes} bytes", instance=scope["path"]
+            413,
+            "payload-too-large",
+            f"request bodies are limited to {self.max_bytes} bytes",
+            instance=scope["path"],
         )
         payload = json.dumps(body).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(payload)).encode())],
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": payload})

@@ -15,7 +15,10 @@ class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "decision_ledger_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+            "decision_ledger_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "decision_ledger_http_request_seconds",
@@ -25,18 +28,26 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.replays = Counter(
-            "decision_ledger_idempotent_replays_total", "Answers served as idempotent replays", ["route"],
+            "decision_ledger_idempotent_replays_total",
+            "Answers served as idempotent replays",
+            ["route"],
             registry=self.registry,
         )
         self.conflicts = Counter(
-            "decision_ledger_conflicts_total", "Requests refused as conflicts (409) or key reuse (422)",
-            ["problem_type", "status"], registry=self.registry,
+            "decision_ledger_conflicts_total",
+            "Requests refused as conflicts (409) or key reuse (422)",
+            ["problem_type", "status"],
+            registry=self.registry,
         )
         self.events_appended = Counter(
-            "decision_ledger_events_appended_total", "Domain events appended to the ledger", registry=self.registry
+            "decision_ledger_events_appended_total",
+            "Domain events appended to the ledger",
+            registry=self.registry,
         )
 
-    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         route = _route_template(request)
         response = await call_next(request)

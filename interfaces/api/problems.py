@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,7 +12,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "/problems/"
@@ -77,7 +77,9 @@ def title_for(slug: str) -> str:
     return HTTP_PROBLEM_TITLES.get(slug) or slug.replace("-", " ").capitalize()
 
 
-def problem_body(status: int, slug: str, detail: str, *, instance: str | None = None, **extra: Any) -> dict[str, Any]:
+def problem_body(
+    status: int, slug: str, detail: str, *, instance: str | None = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + slug,
         "title": title_for(slug),
@@ -108,9 +110,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         body["instance"] = request.url.path
         if isinstance(error, (errors.Conflict, errors.IdempotencyKeyReused)):
             request.app.state.metrics.conflicts.labels(body["type"], str(body["status"])).inc()
-        headers = {"Retry-After": "1"} if body["status"] in (409, 503) and isinstance(
-            error, (errors.RequestInFlight, errors.ProjectionsBehind)
-        ) else None
+        headers = (
+            {"Retry-After": "1"}
+            if body["status"] in (409, 503)
+            and isinstance(error, (errors.RequestInFlight, errors.ProjectionsBehind))
+            else None
+        )
         return problem_response(body, headers)
 
     @app.exception_handler(HttpProblem)
@@ -125,7 +130,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             for item in error.errors()
         ]
         summary = "; ".join(f"{item['field']}: {item['message']}" for item in field_errors[:5])
-        body = problem_body(422, "validation-error", summary or "invalid request", instance=request.url.path, errors=field_errors)
+        body = problem_body(
+            422,
+            "validation-error",
+            summary or "invalid request",
+            instance=request.url.path,
+            errors=field_errors,
+        )
         return problem_response(body)
 
     @app.exception_handler(StarletteHTTPException)
@@ -137,21 +148,31 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntegrityError)
     async def lost_every_race(request: Request, error: IntegrityError) -> JSONResponse:
         # A command that lost its race more often than the retry budget allows.
-        body = problem_body(409, "write-conflict", "the command kept losing races with concurrent writers",
-                            instance=request.url.path)
+        body = problem_body(
+            409,
+            "write-conflict",
+            "the command kept losing races with concurrent writers",
+            instance=request.url.path,
+        )
         return problem_response(body, {"Retry-After": "1"})
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(TimeoutError)
     async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
-        body = problem_body(503, "database-unavailable", str(error).splitlines()[0] if str(error) else "timed out",
-                            instance=request.url.path)
+        body = problem_body(
+            503,
+            "database-unavailable",
+            str(error).splitlines()[0] if str(error) else "timed out",
+            instance=request.url.path,
+        )
         return problem_response(body, {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        body = problem_body(500, "internal-error", "an unexpected error occurred; it was logged", instance=request.url.path)
+        body = problem_body(
+            500, "internal-error", "an unexpected error occurred; it was logged", instance=request.url.path
+        )
         return problem_response(body)
 
 

@@ -47,14 +47,22 @@ class Authenticator:
             return Principal(LOCAL_PRINCIPAL, frozenset(Role))
         presented = _presented_key(request)
         if presented is None:
-            raise HttpProblem(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'",
-                              {"WWW-Authenticate": 'Bearer realm="decision-ledger"'})
+            raise HttpProblem(
+                401,
+                "unauthorized",
+                "send an API key as 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": 'Bearer realm="decision-ledger"'},
+            )
         presented_hash = hash_api_key(presented)
         for known_hash, entry in self._by_hash.items():
             if secrets.compare_digest(known_hash, presented_hash):
                 return Principal(entry.principal, frozenset(entry.roles))
-        raise HttpProblem(401, "unauthorized", "this API key is not known",
-                          {"WWW-Authenticate": 'Bearer realm="decision-ledger"'})
+        raise HttpProblem(
+            401,
+            "unauthorized",
+            "this API key is not known",
+            {"WWW-Authenticate": 'Bearer realm="decision-ledger"'},
+        )
 
 
 def _presented_key(request: Request) -> str | None:

@@ -8,7 +8,14 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from domain.commands import CommitAction, FailAction, RequestAction, WaiveAction
-from interfaces.api.dependencies import IdempotencyDep, OperatorDep, PrincipalDep, ReadPointDep, ServiceDep, WriterDep
+from interfaces.api.dependencies import (
+    IdempotencyDep,
+    OperatorDep,
+    PrincipalDep,
+    ReadPointDep,
+    ServiceDep,
+    WriterDep,
+)
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import ActionCommit, ActionCreate, ActionFail, ActionPublic, ActionWaive
 
@@ -17,7 +24,12 @@ router = APIRouter(tags=["actions"])
 
 @router.post("/runs/{run_id}/actions", status_code=201, response_model=ActionPublic, responses=WRITE_PROBLEMS)
 def request_action(
-    run_id: RunIdPath, body: ActionCreate, service: ServiceDep, principal: WriterDep, key: IdempotencyDep, response: Response
+    run_id: RunIdPath,
+    body: ActionCreate,
+    service: ServiceDep,
+    principal: WriterDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.request_action(
         RequestAction(
@@ -37,11 +49,21 @@ def request_action(
 
 @router.post("/actions/{action_id}/commit", response_model=ActionPublic, responses=WRITE_PROBLEMS)
 def commit_action(
-    action_id: UUID, body: ActionCommit, service: ServiceDep, principal: WriterDep, key: IdempotencyDep, response: Response
+    action_id: UUID,
+    body: ActionCommit,
+    service: ServiceDep,
+    principal: WriterDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.commit_action(
-        CommitAction(action_id=action_id, external_ref=body.external_ref, result=body.result,
-                     token=key.token(), actor=principal.name)
+        CommitAction(
+            action_id=action_id,
+            external_ref=body.external_ref,
+            result=body.result,
+            token=key.token(),
+            actor=principal.name,
+        )
     )
     key.mark(response, result.replayed)
     return result.view
@@ -49,10 +71,21 @@ def commit_action(
 
 @router.post("/actions/{action_id}/fail", response_model=ActionPublic, responses=WRITE_PROBLEMS)
 def fail_action(
-    action_id: UUID, body: ActionFail, service: ServiceDep, principal: WriterDep, key: IdempotencyDep, response: Response
+    action_id: UUID,
+    body: ActionFail,
+    service: ServiceDep,
+    principal: WriterDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.fail_action(
-        FailAction(action_id=action_id, error=body.error, retryable=body.retryable, token=key.token(), actor=principal.name)
+        FailAction(
+            action_id=action_id,
+            error=body.error,
+            retryable=body.retryable,
+            token=key.token(),
+            actor=principal.name,
+        )
     )
     key.mark(response, result.replayed)
     return result.view
@@ -60,7 +93,12 @@ def fail_action(
 
 @router.post("/actions/{action_id}/waive", response_model=ActionPublic, responses=WRITE_PROBLEMS)
 def waive_action(
-    action_id: UUID, body: ActionWaive, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+    action_id: UUID,
+    body: ActionWaive,
+    service: ServiceDep,
+    principal: OperatorDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.waive_action(
         WaiveAction(action_id=action_id, reason=body.reason, token=key.token(), actor=principal.name)

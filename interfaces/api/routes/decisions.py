@@ -13,7 +13,15 @@ from application.proofs import decision_inclusion_proof
 from domain import errors
 from domain.canonical import fingerprint
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
-from interfaces.api.dependencies import IdempotencyDep, Idempotency, OperatorDep, PrincipalDep, ReadPointDep, ServiceDep, WriterDep
+from interfaces.api.dependencies import (
+    Idempotency,
+    IdempotencyDep,
+    OperatorDep,
+    PrincipalDep,
+    ReadPointDep,
+    ServiceDep,
+    WriterDep,
+)
 from interfaces.api.problems import problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import (
@@ -49,9 +57,16 @@ def record_command(run_id: str, body: DecisionCreate, token: str, actor: str) ->
     )
 
 
-@router.post("/runs/{run_id}/decisions", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS)
+@router.post(
+    "/runs/{run_id}/decisions", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS
+)
 def record_decision(
-    run_id: RunIdPath, body: DecisionCreate, service: ServiceDep, principal: WriterDep, key: IdempotencyDep, response: Response
+    run_id: RunIdPath,
+    body: DecisionCreate,
+    service: ServiceDep,
+    principal: WriterDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.record_decision(record_command(run_id, body, key.token(), principal.name))
     key.mark(response, result.replayed)
@@ -87,14 +102,19 @@ def record_decision_batch(
 ) -> Any:
     items = [_batch_item(run_id, index, raw, key, principal.name) for index, raw in enumerate(body.decisions)]
     result = service.ledger.record_decision_batch(
-        run_id, items, key.token(), fingerprint("record_decision_batch", {"run_id": run_id, "decisions": body.decisions})
+        run_id,
+        items,
+        key.token(),
+        fingerprint("record_decision_batch", {"run_id": run_id, "decisions": body.decisions}),
     )
     key.mark(response, result.replayed)
     answers = [
         BatchItemPublic(
             index=index,
             status=item.status,
-            decision=DecisionPublic.model_validate(item.decision, from_attributes=True) if item.decision else None,
+            decision=DecisionPublic.model_validate(item.decision, from_attributes=True)
+            if item.decision
+            else None,
             problem=problem_for_error(item.error) if isinstance(item.error, errors.LedgerError) else None,
         )
         for index, item in enumerate(result.view.items)
@@ -103,31 +123,56 @@ def record_decision_batch(
     return BatchPublic(run_id=run_id, counts=counts, items=answers)
 
 
-@router.get("/runs/{run_id}/decisions/{input_id:path}", response_model=DecisionPublic, responses=READ_PROBLEMS)
+@router.get(
+    "/runs/{run_id}/decisions/{input_id:path}", response_model=DecisionPublic, responses=READ_PROBLEMS
+)
 def find_decision(
-    run_id: RunIdPath, input_id: InputIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep, valid_at: ValidAt = None
+    run_id: RunIdPath,
+    input_id: InputIdPath,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    point: ReadPointDep,
+    valid_at: ValidAt = None,
 ) -> Any:
-    return service.ledger.find_decision(run_id, input_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at))
+    return service.ledger.find_decision(
+        run_id, input_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at)
+    )
 
 
 @router.get("/decisions/{decision_id}", response_model=DecisionPublic, responses=READ_PROBLEMS)
 def show_decision(
-    decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep, valid_at: ValidAt = None
+    decision_id: UUID,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    point: ReadPointDep,
+    valid_at: ValidAt = None,
 ) -> Any:
-    return service.ledger.get_decision(decision_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at))
+    return service.ledger.get_decision(
+        decision_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at)
+    )
 
 
 @router.get("/decisions/{decision_id}/history", response_model=HistoryPublic, responses=READ_PROBLEMS)
-def decision_history(decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> Any:
+def decision_history(
+    decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep
+) -> Any:
     events = service.ledger.decision_history(decision_id, as_of_position=point.as_of_position)
     return HistoryPublic(decision_id=decision_id, events=events)  # type: ignore[arg-type]
 
 
 @router.post(
-    "/decisions/{decision_id}/corrections", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS
+    "/decisions/{decision_id}/corrections",
+    status_code=201,
+    response_model=DecisionPublic,
+    responses=WRITE_PROBLEMS,
 )
 def correct_decision(
-    decision_id: UUID, body: CorrectionCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+    decision_id: UUID,
+    body: CorrectionCreate,
+    service: ServiceDep,
+    principal: OperatorDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.correct_decision(
         CorrectDecision(
@@ -146,7 +191,9 @@ def correct_decision(
 
 
 @router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
-def decision_proof(decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> dict[str, Any]:
+def decision_proof(
+    decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep
+) -> dict[str, Any]:
     """An inclusion proof: the decision's events as leaves of its run's committed Merkle
     tree, their audit paths, and the signed run proof they belong to."""
     return decision_inclusion_proof(service.ledger, service.read_models, decision_id, point.as_of_position)
@@ -154,8 +201,10 @@ def decision_proof(decision_id: UUID, service: ServiceDep, principal: PrincipalD
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
     if moment is not None and moment.utcoffset() is None:
-        raise errors.InvalidCommand(f"{field} must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field=field)
+        raise errors.InvalidCommand(
+            f"{field} must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field=field
+        )
     return moment
 
 
-__all__ = ["router", "problem_responses"]
+__all__ = ["problem_responses", "router"]

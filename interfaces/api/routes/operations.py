@@ -46,7 +46,9 @@ def audit_log(
     after: Annotated[int, Query(ge=0, le=2**62, description="Records after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    return service.read_models.audit(run_id=run_id, after=after, limit=limit, as_of_position=point.as_of_position)
+    return service.read_models.audit(
+        run_id=run_id, after=after, limit=limit, as_of_position=point.as_of_position
+    )
 
 
 @router.get("/keys", response_model=KeysPublic, tags=["proofs"])

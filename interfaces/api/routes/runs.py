@@ -31,10 +31,18 @@ READ_PROBLEMS = problem_responses(401, 404, 422, 503)
 
 
 @router.post("", status_code=201, response_model=RunPublic, responses=WRITE_PROBLEMS)
-def open_run(body: RunCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response) -> Any:
+def open_run(
+    body: RunCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+) -> Any:
     result = service.ledger.open_run(
-        OpenRun(run_id=body.run_id, lane=body.lane, allow_empty=body.allow_empty, metadata=body.metadata,
-                token=key.token(), actor=principal.name)
+        OpenRun(
+            run_id=body.run_id,
+            lane=body.lane,
+            allow_empty=body.allow_empty,
+            metadata=body.metadata,
+            token=key.token(),
+            actor=principal.name,
+        )
     )
     key.mark(response, result.replayed)
     return result.view
@@ -62,7 +70,12 @@ def show_run(run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, po
 
 @router.post("/{run_id}/basis", response_model=AdmissionPublic, responses=WRITE_PROBLEMS)
 def admit_inputs(
-    run_id: RunIdPath, body: BasisCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+    run_id: RunIdPath,
+    body: BasisCreate,
+    service: ServiceDep,
+    principal: OperatorDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.admit_inputs(
         AdmitInputs(run_id=run_id, input_ids=tuple(body.input_ids), token=key.token(), actor=principal.name)
@@ -87,7 +100,12 @@ def close_run(
 
 @router.post("/{run_id}/reopen", response_model=RunPublic, responses=WRITE_PROBLEMS)
 def reopen_run(
-    run_id: RunIdPath, body: ReopenCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
+    run_id: RunIdPath,
+    body: ReopenCreate,
+    service: ServiceDep,
+    principal: OperatorDep,
+    key: IdempotencyDep,
+    response: Response,
 ) -> Any:
     result = service.ledger.reopen_run(
         ReopenRun(run_id=run_id, reason=body.reason, token=key.token(), actor=principal.name)
@@ -114,7 +132,9 @@ def run_reconciliation(
     principal: PrincipalDep,
     point: ReadPointDep,
     category: Literal["missing", "unexpected", "pending", "failed"] | None = None,
-    after: Annotated[str | None, Query(max_length=256, description="Page after this ID (with category)")] = None,
+    after: Annotated[
+        str | None, Query(max_length=256, description="Page after this ID (with category)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     return service.read_models.reconciliation(
@@ -123,7 +143,9 @@ def run_reconciliation(
 
 
 @router.get("/{run_id}/proof", responses=READ_PROBLEMS)
-def run_proof(run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> dict[str, Any]:
+def run_proof(
+    run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep
+) -> dict[str, Any]:
     """The signed proof of the latest committed attempt."""
     run = service.ledger.get_run(run_id, as_of_position=point.as_of_position)
     for verdict in reversed(run.verdicts):
