@@ -74,14 +74,14 @@ class RunCloser:
         return CommandResult(verdict, result.version, result.position, result.replayed)
 
     def _proof(self, run: Run, evidence: Reconciliation) -> dict[str, Any]:
-        records = self.read_models.audit_records_for(run.run_id, evidence.seal_position)
+        material = self.read_models.proof_material(run.run_id, evidence.seal_position)
         at_seal = self.read_models.audit_record_at(evidence.seal_position)
-        if at_seal is None or len(records) != evidence.events_expected:
+        if at_seal is None or len(material.leaf_hashes) != evidence.events_expected:
             raise errors.ProjectionsBehind("the audit log does not yet cover the seal")
         return build_run_proof(
             run,
             evidence,
-            [record.leaf_hash for record in records],
+            material,
             at_seal.chain_hash,
             datetime.now(UTC),
             self.signer,

@@ -4,18 +4,27 @@ A run proof is canonical JSON. Its signature is Ed25519 over the canonical bytes
 the proof without its `signature` member; its digest is SHA-256 over the canonical
 bytes of the whole proof, signature included, and that digest is recorded in the
 run's Committed event.
+
+It commits to two RFC 6962 Merkle trees:
+- `merkle`: the run's events up to the seal, in position order (leaf: canonical event bytes);
+- `decision_heads`: one leaf per decision, sorted by decision ID, whose bytes are the
+  canonical JSON of {"decision_id", "version"} with the decision's last version at the
+  seal. An inclusion proof shows a decision's head, so it cannot leave out its latest
+  correction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from application.audit_chain import inclusion_path, merkle_root
+from application.audit_chain import canonical_bytes, inclusion_path, leaf_hash, merkle_root
 from domain.canonical import canonical_json
+from domain.errors import ProofNotFound
 from domain.run import Reconciliation, Run
 
 RUN_PROOF_FORMAT = "decision-ledger/run-proof/v1"
@@ -30,6 +39,32 @@ class SigningKey(Protocol):
     def sign(self, message: bytes) -> str: ...
 
 
+@dataclass(frozen=True)
+class ProofMaterial:
+    """What a run's Merkle trees are built from, read from the audit log."""
+
+    positions: list[int]
+    leaf_hashes: list[str]
+    decision_heads: dict[str, int]
+
+    def head_leaves(self) -> list[tuple[str, str]]:
+        """(decision ID, leaf hash) of each decision's head, sorted by decision ID."""
+        return [
+            (decision_id, head_leaf_hash(decision_id, version))
+            for decision_id, version in sorted(self.decision_heads.items())
+        ]
+
+
+def head_leaf_hash(decision_id: str, version: int) -> str:
+    return leaf_hash(canonical_json({"decision_id": decision_id, "version": version}))
+
+
+def heads_root(decision_heads: Mapping[str, int]) -> str:
+    return merkle_root(
+        [head_leaf_hash(decision_id, version) for decision_id, version in sorted(decision_heads.items())]
+    )
+
+
 def unsigned_bytes(proof: dict[str, Any]) -> bytes:
     """The bytes a run proof's signature covers."""
     return canonical_json({key: value for key, value in proof.items() if key != "signature"})
@@ -42,7 +77,7 @@ def proof_digest(proof: dict[str, Any]) -> str:
 def build_run_proof(
     run: Run,
     evidence: Reconciliation,
-    leaf_hashes: Sequence[str],
+    material: ProofMaterial,
     chain_hash_at_seal: str,
     generated_at: datetime,
     signer: SigningKey,
@@ -66,7 +101,11 @@ def build_run_proof(
             "failed": evidence.failed.count,
         },
         "audit_records": evidence.audit_records,
-        "merkle": {"tree_size": len(leaf_hashes), "root": merkle_root(leaf_hashes)},
+        "merkle": {"tree_size": len(material.leaf_hashes), "root": merkle_root(material.leaf_hashes)},
+        "decision_heads": {
+            "tree_size": len(material.decision_heads),
+            "root": heads_root(material.decision_heads),
+        },
         "generated_at": generated_at.isoformat(),
         "key_id": signer.key_id,
     }
@@ -81,22 +120,29 @@ def build_run_proof(
 def build_inclusion_proof(
     run_proof: dict[str, Any],
     decision_id: str,
-    leaf_hashes: Sequence[str],
+    material: ProofMaterial,
     leaves: Sequence[tuple[int, bytes]],
 ) -> dict[str, Any]:
     """`leaves` are (index in the run's tree, canonical event bytes) of the decision's events."""
+    heads = material.head_leaves()
+    head_index = next(index for index, (head_id, _) in enumerate(heads) if head_id == decision_id)
     return {
         "format": INCLUSION_PROOF_FORMAT,
         "decision_id": decision_id,
-        "tree_size": len(leaf_hashes),
+        "tree_size": len(material.leaf_hashes),
         "leaves": [
             {
                 "leaf_index": index,
                 "event": json.loads(event_bytes),
-                "audit_path": inclusion_path(leaf_hashes, index),
+                "audit_path": inclusion_path(material.leaf_hashes, index),
             }
             for index, event_bytes in leaves
         ],
+        "head": {
+            "version": material.decision_heads[decision_id],
+            "leaf_index": head_index,
+            "audit_path": inclusion_path([hash_ for _, hash_ in heads], head_index),
+        },
         "run_proof": run_proof,
     }
 
@@ -106,9 +152,6 @@ def decision_inclusion_proof(
 ) -> dict[str, Any]:
     """The decision's events as leaves of its run's committed Merkle tree (as known at
     `as_of_position`), with their audit paths and the signed run proof."""
-    from application.audit_chain import canonical_bytes
-    from domain.errors import ProofNotFound
-
     decision = ledger.get_decision(decision_id, as_of_position=as_of_position)
     run = ledger.get_run(decision.run_id, as_of_position=as_of_position)
     committed = [verdict for verdict in run.verdicts if verdict.get("proof")]
@@ -118,9 +161,8 @@ def decision_inclusion_proof(
         )
     run_proof = committed[-1]["proof"]
     seal = run_proof["seal_position"]
-    records = read_models.audit_records_for(decision.run_id, seal)
-    leaf_hashes = [record.leaf_hash for record in records]
-    index_of = {record.position: index for index, record in enumerate(records)}
+    material = read_models.proof_material(decision.run_id, seal)
+    index_of = {position: index for index, position in enumerate(material.positions)}
     leaves = []
     for stored in ledger.recorder.select_events(decision_id):
         position = ledger.index.event_position(decision_id, stored.originator_version)
@@ -130,4 +172,4 @@ def decision_inclusion_proof(
             position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
         )
         leaves.append((index_of[position.position], event_bytes))
-    return build_inclusion_proof(run_proof, str(decision_id), leaf_hashes, leaves)
+    return build_inclusion_proof(run_proof, str(decision_id), material, leaves)

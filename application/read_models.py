@@ -4,10 +4,12 @@ audit log, current or as of any earlier position (an index lookup, not a replay)
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from application.projections.runtime import Projections
+from application.proofs import ProofMaterial
 from domain import errors
 from domain.identity import validate_run_id
 from domain.run import Reconciliation, RejectionReason
@@ -107,6 +109,8 @@ class ReadModels:
         self.projections = projections
         self.index = projections.app.index
         self.wait_timeout = wait_timeout
+        self._material: dict[tuple[str, int], ProofMaterial] = {}
+        self._material_lock = threading.Lock()
 
     # --- Consistency ---------------------------------------------------------------------
 
@@ -329,14 +333,30 @@ class ReadModels:
         records = [AuditRecordView(**row) for row in rows[:limit]]
         return AuditPage(records, records[-1].position if len(rows) > limit else None, position)
 
-    def audit_records_for(self, run_id: str, up_to: int) -> list[AuditRecordView]:
-        """Every audit record of a run up to a position, in order (for proofs)."""
+    def proof_material(self, run_id: str, up_to: int) -> ProofMaterial:
+        """A run's leaf hashes and decision heads up to a position (cached: a committed
+        run's material never changes)."""
+        key = (run_id, up_to)
+        with self._material_lock:
+            cached = self._material.get(key)
+        if cached is not None:
+            return cached
         tables = self.projections.live_tables("audit")
         rows = self.projections.live_store("audit").fetchall(
-            f"SELECT * FROM {tables['records']} WHERE run_id = ? AND position <= ? ORDER BY position",
+            f"SELECT position, leaf_hash, aggregate_id, aggregate_version, event_type FROM {tables['records']}"
+            " WHERE run_id = ? AND position <= ? ORDER BY position",
             (run_id, up_to),
         )
-        return [AuditRecordView(**row) for row in rows]
+        heads: dict[str, int] = {}
+        for row in rows:
+            if row["event_type"].startswith("Decision."):
+                heads[row["aggregate_id"]] = max(heads.get(row["aggregate_id"], 0), row["aggregate_version"])
+        material = ProofMaterial([row["position"] for row in rows], [row["leaf_hash"] for row in rows], heads)
+        with self._material_lock:
+            if len(self._material) > 32:
+                self._material.clear()
+            self._material[key] = material
+        return material
 
     def audit_record_at(self, position: int) -> AuditRecordView | None:
         tables = self.projections.live_tables("audit")

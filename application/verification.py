@@ -23,7 +23,13 @@ from application.audit_chain import (
     next_chain_hash,
     root_from_inclusion_path,
 )
-from application.proofs import INCLUSION_PROOF_FORMAT, RUN_PROOF_FORMAT, unsigned_bytes
+from application.proofs import (
+    INCLUSION_PROOF_FORMAT,
+    RUN_PROOF_FORMAT,
+    head_leaf_hash,
+    heads_root,
+    unsigned_bytes,
+)
 from domain.basis import EMPTY_BASIS_DIGEST, extend_basis_digest
 from domain.canonical import canonical_json
 
@@ -76,6 +82,12 @@ def verify_run_proof(proof: dict[str, Any], public_key: str | None = None) -> No
     _require(
         isinstance(proof.get("seal_position"), int) and proof["seal_position"] > 0,
         "the seal position is invalid",
+    )
+    heads = proof.get("decision_heads", {})
+    _require(
+        isinstance(heads, dict) and heads.get("tree_size") == proof.get("decisions", {}).get("count"),
+        f"the decision heads tree has {heads.get('tree_size') if isinstance(heads, dict) else None} leaves but the "
+        f"proof counts {proof.get('decisions', {}).get('count')} decisions",
     )
 
 
@@ -133,10 +145,39 @@ def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
             f"leaf {number} (position {event.get('position')}) and its audit path do not lead to the "
             "run proof's Merkle root: wrong leaf, wrong path or swapped siblings",
         )
+    _verify_head(inclusion, run_proof)  # type: ignore[arg-type]
+    head_version = inclusion["head"]["version"]
     versions = sorted(leaf["event"].get("version") for leaf in leaves)
     _require(
         versions == list(range(1, len(versions) + 1)),
         "the decision's events are incomplete: versions have gaps",
+    )
+    _require(
+        len(versions) == head_version,
+        f"the decision's events stop at version {len(versions)} but its signed head is version "
+        f"{head_version}: its latest events are left out",
+    )
+
+
+def _verify_head(inclusion: dict[str, Any], run_proof: dict[str, Any]) -> None:
+    """The decision's last version at the seal is a leaf of the signed heads tree."""
+    head = inclusion.get("head")
+    _require(isinstance(head, dict), "the inclusion proof does not show the decision's head")
+    version, index, path = head.get("version"), head.get("leaf_index"), head.get("audit_path")
+    heads = run_proof["decision_heads"]
+    _require(
+        isinstance(version, int) and version >= 1 and isinstance(index, int) and isinstance(path, list),
+        "the decision's head is malformed",
+    )
+    try:
+        recomputed = root_from_inclusion_path(
+            head_leaf_hash(str(inclusion.get("decision_id")), version), index, heads["tree_size"], path
+        )
+    except ValueError as error:
+        raise VerificationFailed(f"wrong audit path for the decision's head: {error}") from None
+    _require(
+        recomputed == heads["root"],
+        f"the decision's head (version {version}) does not lead to the run proof's decision heads root",
     )
 
 
@@ -161,16 +202,23 @@ class RunFold:
     basis_digest: str = EMPTY_BASIS_DIGEST
     outcomes: dict[str, str] = field(default_factory=dict)
     action_status: dict[str, str] = field(default_factory=dict)
+    admitted_inputs: set[str] = field(default_factory=set)
+    decided_inputs: set[str] = field(default_factory=set)
+    decision_heads: dict[str, int] = field(default_factory=dict)
 
-    def absorb(self, topic: str, aggregate_id: str, state: dict[str, Any]) -> None:
+    def absorb(self, topic: str, aggregate_id: str, version: int, state: dict[str, Any]) -> None:
         kind = topic.rsplit(":", 1)[-1]
         if kind == "Run.BasisAdmitted":
             self.admitted += len(state["input_ids"])
             self.basis_digest = extend_basis_digest(self.basis_digest, state["input_ids"])
+            self.admitted_inputs.update(state["input_ids"])
         elif kind in ("Decision.Recorded", "Decision.Corrected"):
+            if kind == "Decision.Recorded":
+                self.decided_inputs.add(state["input_id"])
             # The outcome in force is the one recorded last (corrections never take
             # effect in the future).
             self.outcomes[aggregate_id] = state["outcome"]
+            self.decision_heads[aggregate_id] = version
         elif kind.startswith("Action."):
             self.action_status[aggregate_id] = {
                 "Action.Requested": "requested",
@@ -246,15 +294,32 @@ class StoreVerifier:
         seals = {proof["seal_position"]: proof for proof in proofs}
         folds: dict[str, RunFold] = {proof["run_id"]: RunFold() for proof in proofs}
         recorded = self.audit_records(from_position - 1, to_position)
+        concluded: set[str] = set()
         chain = starting_hash
+        if from_position <= 1:
+            # Positions start at 1: anything stored below is invisible to a walk from 0,
+            # yet the application still loads it into its aggregate.
+            stray = self.recorder.select_notifications(start=None, limit=1, stop=0)
+            if stray:
+                raise VerificationFailed(
+                    f"position {stray[0].id}: a stored event lies before the first position (inserted after the fact?)"
+                )
         for notification in self.stored_events(from_position - 1, to_position):
-            event_bytes = canonical_bytes(
-                notification.id,
-                notification.topic,
-                notification.originator_id,
-                notification.originator_version,
-                notification.state,
-            )
+            try:
+                state = json.loads(notification.state)
+                if not isinstance(state, dict):
+                    raise ValueError("its state is not a JSON object")
+                event_bytes = canonical_bytes(
+                    notification.id,
+                    notification.topic,
+                    notification.originator_id,
+                    notification.originator_version,
+                    notification.state,
+                )
+            except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
+                raise VerificationFailed(
+                    f"position {notification.id}: the stored event cannot be read ({error}): it was edited"
+                ) from None
             chain = next_chain_hash(chain, event_bytes)
             audit = next(recorded, None)
             if audit is None:
@@ -273,12 +338,22 @@ class StoreVerifier:
                     f"position {notification.id}: the recomputed chain hash differs from the audit log "
                     "(the event was edited, or events were reordered)"
                 )
-            state = json.loads(notification.state)
             run_id = state.get("run_id")
+            if run_id in concluded:
+                raise VerificationFailed(
+                    f"position {notification.id}: an event of run {run_id!r} was stored after its commit"
+                )
             if run_id in folds:
                 fold = folds[run_id]
                 fold.leaves.append(leaf_hash(event_bytes))
-                fold.absorb(notification.topic, str(notification.originator_id), state)
+                fold.absorb(
+                    notification.topic,
+                    str(notification.originator_id),
+                    notification.originator_version,
+                    state,
+                )
+                if notification.topic.endswith(":Run.Committed"):
+                    concluded.add(run_id)
             if notification.id in seals:
                 self._check_proof_at_seal(seals.pop(notification.id), chain, folds)
                 report.proofs_checked += 1
@@ -320,9 +395,27 @@ class StoreVerifier:
             fold.by_outcome() == proof["decisions"]["by_outcome"],
             f"{where}: the decision outcomes recomputed from the store differ from its proof",
         )
+        _require(
+            len(fold.outcomes) == proof["decisions"]["count"],
+            f"{where}: the decision count recomputed from the store differs from its proof",
+        )
+        _require(
+            heads_root(fold.decision_heads) == proof.get("decision_heads", {}).get("root"),
+            f"{where}: the decision heads recomputed from the store differ from its proof",
+        )
         actions = fold.actions_by_status()
         _require(
             actions["committed"] == proof["actions"].get("committed")
             and actions["waived"] == proof["actions"].get("waived"),
             f"{where}: the actions recomputed from the store differ from its proof",
+        )
+        recomputed = {
+            "missing": len(fold.admitted_inputs - fold.decided_inputs),
+            "unexpected": len(fold.decided_inputs - fold.admitted_inputs),
+            "pending": actions["requested"],
+            "failed": actions["failed"],
+        }
+        _require(
+            recomputed == proof["reconciliation"],
+            f"{where}: the reconciliation recomputed from the store ({recomputed}) differs from its proof",
         )

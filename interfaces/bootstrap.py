@@ -28,10 +28,21 @@ def signer_for(settings: Settings) -> Signer:
     return Signer.kept_at(LOCAL_KEY_FILE.absolute())
 
 
-def build_service(settings: Settings) -> LedgerService:
+class NoSigningKey:
+    """For commands that only read and verify: signing is refused, and no key is made."""
+
+    algorithm = "ed25519"
+    public_key = ""
+    key_id = ""
+
+    def sign(self, message: bytes) -> str:
+        raise ConfigurationError("this command has no signing key")
+
+
+def build_service(settings: Settings, *, signing: bool = True) -> LedgerService:
     return LedgerService.build(
         settings.database().library_env(),
-        signer_for(settings),
+        signer_for(settings) if signing else NoSigningKey(),
         read_timeout=settings.read_timeout,
         close_timeout=settings.close_timeout,
     )

@@ -77,11 +77,12 @@ def load_settings(database_url: str | None = None, **overrides: Any) -> Settings
 
 
 @contextmanager
-def service_for(settings: Settings) -> Iterator[LedgerService]:
+def service_for(settings: Settings, *, signing: bool = False) -> Iterator[LedgerService]:
+    """The service, for a command. Only commands that sign get (or make) a signing key."""
     from interfaces.bootstrap import build_service
 
     try:
-        service = build_service(settings)
+        service = build_service(settings, signing=signing)
     except (LedgerError, ConfigurationError) as error:
         fail(getattr(error, "detail", str(error)))
     except Exception as error:  # the database is unreachable, or refuses us
@@ -230,6 +231,9 @@ def _projection_names(service: LedgerService, name: str | None) -> list[str]:
 def audit_verify(
     from_position: Annotated[int, typer.Option("--from", min=1, help="First position to check")] = 1,
     to_position: Annotated[int | None, typer.Option("--to", min=1, help="Last position to check")] = None,
+    public_key: Annotated[
+        str | None, typer.Option(help="Pin run proofs to this key (hex, or a file holding it; GET /keys)")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Recompute the hash chain from the stored events; compare it with the audit log
@@ -239,9 +243,10 @@ def audit_verify(
         up_to = audited_to if to_position is None else min(to_position, audited_to)
         verifier = StoreVerifier(service.ledger.recorder, service.read_models.audit_stream)
         proofs = verifier.committed_proofs() if from_position == 1 else []
+        pinned_key = _read_key(public_key)
         for proof in proofs:
             try:
-                verify_run_proof(proof, service.signer.public_key)
+                verify_run_proof(proof, pinned_key)
             except VerificationFailed as error:
                 fail(f"run {proof.get('run_id')!r}: {error}", code=1)
         total = service.ledger.index.count_after(from_position - 1) - service.ledger.index.count_after(up_to)
@@ -258,6 +263,8 @@ def audit_verify(
             fail(str(error), code=1)
         unaudited = service.ledger.index.count_after(up_to) if to_position is None else 0
         note = f"; {unaudited} newer event(s) not yet in the audit log" if unaudited else ""
+        if proofs and pinned_key is None:
+            note += "; proof signatures checked against the keys they carry (pin one with --public-key)"
         out.print(
             f"ok: {report.checked} events, chain intact up to position {report.last_position}"
             f" ({report.last_chain_hash[:16]}...), {report.proofs_checked} run proof(s) match{note}"
@@ -299,6 +306,12 @@ def proof_verify(
         verify_run_proof(proof, _read_key(public_key))
     except VerificationFailed as error:
         fail(str(error), code=1)
+    if public_key is None:
+        print(
+            "warning: no --public-key given: the signature was checked against the key the proof carries,"
+            " which proves integrity, not origin",
+            file=sys.stderr,
+        )
     if database_url is None:
         out.print(f"ok: run {proof['run_id']!r} attempt {proof['attempt']} proof is signed and consistent")
         return
