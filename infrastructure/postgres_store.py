@@ -119,9 +119,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             ]
         return statements
 
+    def _ddl_lock(self) -> Composed:
+        """One process at a time runs this schema's DDL: replicas starting together would
+        otherwise interleave CREATE INDEX / CREATE OR REPLACE FUNCTION / TRIGGER and deadlock."""
+        return SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
+            Literal(f"{self.datastore.schema}.decision-ledger-ddl")
+        )
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        curs.execute(self._ddl_lock())
+        super()._create_table(curs)
+
     def protect(self, table: str) -> None:
         """Make another of the library's tables (the snapshots) refuse rewrites too."""
         with self.datastore.transaction(commit=True) as c:
+            c.execute(self._ddl_lock())
             for statement in self._append_only_statements([table]):
                 c.execute(statement)
 

@@ -43,6 +43,7 @@ class AuditLogProjection(LedgerProjection):
         self.mapper = mapper
         self._previous_chain = GENESIS_CHAIN_HASH
         self._run_sequences: dict[str, int] = {}
+        self._records: list[tuple[Any, ...]] = []
         self.index_names = {"records_run": f'"{view.projection}_g{view.generation}_records_run"'}
         super().__init__(view, index)
 
@@ -55,6 +56,14 @@ class AuditLogProjection(LedgerProjection):
         ).fetchone()
         self._previous_chain = row["chain_hash"] if row else GENESIS_CHAIN_HASH
         self._run_sequences = {}
+        self._records: list[tuple[Any, ...]] = []
+
+    def end_batch(self, cursor: ViewCursor) -> None:
+        cursor.executemany(
+            f"INSERT INTO {self.t['records']} ({', '.join(AUDIT_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
+            self._records,
+        )
 
     def _next_run_sequence(self, cursor: ViewCursor, run_id: str) -> int:
         """Records are numbered within their run, so "how many as of P" is one lookup."""
@@ -73,9 +82,7 @@ class AuditLogProjection(LedgerProjection):
             position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
         )
         chain_hash = next_chain_hash(self._previous_chain, event_bytes)
-        cursor.execute(
-            f"INSERT INTO {self.t['records']} ({', '.join(AUDIT_COLUMNS)})"
-            f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
+        self._records.append(
             (
                 position.position,
                 utc_text(position.recorded_at),

@@ -47,6 +47,7 @@ class LedgerProjection(Projection[ViewStore]):
         known = {row.position: row for row in self.index.events_between(first - 1, last, len(batch) * 2 + 10)}
         with self.view.cursor(commit=True) as cursor:
             self.begin_batch(cursor)
+            self.prepare_batch(cursor, batch)
             for domain_event, tracking in batch:
                 position = known.get(tracking.notification_id)
                 if position is None:
@@ -57,6 +58,9 @@ class LedgerProjection(Projection[ViewStore]):
 
     def begin_batch(self, cursor: ViewCursor) -> None:
         """Prepare per-batch caches."""
+
+    def prepare_batch(self, cursor: ViewCursor, batch: Sequence[tuple[Any, Tracking]]) -> None:
+        """Read ahead what the batch will need, in few queries."""
 
     def end_batch(self, cursor: ViewCursor) -> None:
         """Flush per-batch caches."""

@@ -20,6 +20,7 @@ Reconciliation, as of position P:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -80,6 +81,7 @@ class RunViewsProjection(LedgerProjection):
         " PRIMARY KEY (run_id, valid_from))",
         "CREATE INDEX IF NOT EXISTS {summary_current} ON {summary} (status, lane, run_id)"
         " WHERE valid_to IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS {summary_open_row} ON {summary} (run_id) WHERE valid_to IS NULL",
         "CREATE TABLE IF NOT EXISTS {inputs} ("
         " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT, decided_at BIGINT,"
         " decision_id TEXT, PRIMARY KEY (run_id, input_id))",
@@ -99,9 +101,16 @@ class RunViewsProjection(LedgerProjection):
         # Index names are not schema-qualified: they live beside their table.
         self.index_names = {
             "summary_current": f'"{view.projection}_g{view.generation}_summary_current"',
+            "summary_open_row": f'"{view.projection}_g{view.generation}_summary_open_row"',
             "actions_run": f'"{view.projection}_g{view.generation}_actions_run"',
         }
         self._current: dict[str, dict[str, Any]] = {}
+        self._stored_open_row: dict[str, int] = {}
+        self._finished_rows: list[list[Any]] = []
+        # Input rows a batch reads and writes, and decision rows it inserts, flushed together.
+        self._inputs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._input_writes: dict[tuple[str, str], str] = {}
+        self._decision_rows: list[tuple[Any, ...]] = []
         super().__init__(view, index)
 
     def _ddl_names(self) -> dict[str, str]:
@@ -110,7 +119,76 @@ class RunViewsProjection(LedgerProjection):
     # --- Batch plumbing ---------------------------------------------------------------
 
     def begin_batch(self, cursor: ViewCursor) -> None:
+        # A run's summary rows within a batch are kept here and written at its end: each
+        # but the last is closed by the next event of its run, without an UPDATE.
         self._current = {}
+        self._stored_open_row = {}
+        self._finished_rows = []
+
+    def prepare_batch(self, cursor: ViewCursor, batch: Sequence[tuple[Any, Any]]) -> None:
+        """Fetch, in a few queries, the input rows the batch's decisions will touch."""
+        self._inputs = {}
+        self._input_writes = {}
+        self._decision_rows = []
+        wanted: dict[str, list[str]] = {}
+        for domain_event, _ in batch:
+            if isinstance(domain_event, Decision.Recorded):
+                wanted.setdefault(domain_event.run_id, []).append(domain_event.input_id)
+        for run_id, input_ids in wanted.items():
+            for input_id in input_ids:
+                self._inputs[(run_id, input_id)] = None
+            for start in range(0, len(input_ids), _CHUNK):
+                chunk = input_ids[start : start + _CHUNK]
+                rows = cursor.execute(
+                    f"SELECT input_id, admitted_at, decided_at, decision_id FROM {self.t['inputs']}"
+                    f" WHERE run_id = ? AND input_id IN ({', '.join('?' * len(chunk))})",
+                    [run_id, *chunk],
+                ).fetchall()
+                for row in rows:
+                    self._inputs[(run_id, row.pop("input_id"))] = row
+
+    def _input_row(self, cursor: ViewCursor, key: tuple[str, str]) -> dict[str, Any] | None:
+        if key not in self._inputs:
+            self._inputs[key] = cursor.execute(
+                f"SELECT admitted_at, decided_at, decision_id FROM {self.t['inputs']}"
+                " WHERE run_id = ? AND input_id = ?",
+                key,
+            ).fetchone()
+        return self._inputs[key]
+
+    def _flush(self, cursor: ViewCursor) -> None:
+        """Write the buffered input and decision rows."""
+        inserts, updates = [], []
+        for (run_id, input_id), kind in self._input_writes.items():
+            row = self._inputs[(run_id, input_id)]
+            assert row is not None
+            values = (row["admitted_at"], row["decided_at"], row["decision_id"])
+            if kind == "insert":
+                inserts.append((run_id, input_id, *values))
+            else:
+                updates.append((*values, run_id, input_id))
+        cursor.executemany(f"INSERT INTO {self.t['inputs']} VALUES (?, ?, ?, ?, ?)", inserts)
+        cursor.executemany(
+            f"UPDATE {self.t['inputs']} SET admitted_at = ?, decided_at = ?, decision_id = ?"
+            " WHERE run_id = ? AND input_id = ?",
+            updates,
+        )
+        cursor.executemany(
+            f"INSERT INTO {self.t['decisions']} VALUES (?, ?, NULL, ?, ?, ?, ?, 0)", self._decision_rows
+        )
+        self._input_writes = {}
+        self._decision_rows = []
+
+    def end_batch(self, cursor: ViewCursor) -> None:
+        self._flush(cursor)
+        self._finished_rows += [
+            self._row(summary) for summary in self._current.values() if "valid_from" in summary
+        ]
+        placeholders = ", ".join("?" * len(SUMMARY_COLUMNS))
+        cursor.executemany(
+            f"INSERT INTO {self.t['summary']} ({', '.join(SUMMARY_COLUMNS)}) VALUES ({placeholders})",
+            self._finished_rows,
+        )
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
         summary = self._summary(cursor, position.run_id)
@@ -130,21 +208,26 @@ class RunViewsProjection(LedgerProjection):
             if row is None:
                 return None
             row["outcome_counts"] = json.loads(row["outcome_counts"])
+            self._stored_open_row[run_id] = row.pop("valid_from")
             self._current[run_id] = row
         return self._current[run_id]
 
     def _write_summary(self, cursor: ViewCursor, summary: dict[str, Any], position: int) -> None:
-        cursor.execute(
-            f"UPDATE {self.t['summary']} SET valid_to = ? WHERE run_id = ? AND valid_to IS NULL",
-            (position, summary["run_id"]),
-        )
+        """The summary after this event holds from its position until the next event of its run."""
+        run_id = summary["run_id"]
+        if "valid_from" in summary:
+            self._finished_rows.append(self._row({**summary, "valid_to": position}))
+        elif run_id in self._stored_open_row:
+            cursor.execute(
+                f"UPDATE {self.t['summary']} SET valid_to = ? WHERE run_id = ? AND valid_from = ?",
+                (position, run_id, self._stored_open_row.pop(run_id)),
+            )
         summary["valid_from"], summary["valid_to"] = position, None
+
+    @staticmethod
+    def _row(summary: dict[str, Any]) -> list[Any]:
         row = {**summary, "outcome_counts": json.dumps(summary["outcome_counts"], sort_keys=True)}
-        placeholders = ", ".join("?" * len(SUMMARY_COLUMNS))
-        cursor.execute(
-            f"INSERT INTO {self.t['summary']} ({', '.join(SUMMARY_COLUMNS)}) VALUES ({placeholders})",
-            [row[column] for column in SUMMARY_COLUMNS],
-        )
+        return [row[column] for column in SUMMARY_COLUMNS]
 
     # --- Runs --------------------------------------------------------------------------
 
@@ -174,6 +257,8 @@ class RunViewsProjection(LedgerProjection):
     def _(
         self, domain_event: Run.BasisAdmitted, cursor: ViewCursor, summary: Any, position: EventPosition
     ) -> None:
+        self._flush(cursor)
+        self._inputs.clear()
         already_decided: set[str] = set()
         new_ids = domain_event.input_ids
         for start in range(0, len(new_ids), _CHUNK):
@@ -231,25 +316,18 @@ class RunViewsProjection(LedgerProjection):
         self, domain_event: Decision.Recorded, cursor: ViewCursor, summary: Any, position: EventPosition
     ) -> None:
         decision_id = str(domain_event.originator_id)
-        row = cursor.execute(
-            f"SELECT admitted_at FROM {self.t['inputs']} WHERE run_id = ? AND input_id = ?",
-            (domain_event.run_id, domain_event.input_id),
-        ).fetchone()
+        key = (domain_event.run_id, domain_event.input_id)
+        row = self._input_row(cursor, key)
         if row is None:
-            cursor.execute(
-                f"INSERT INTO {self.t['inputs']} VALUES (?, ?, NULL, ?, ?)",
-                (domain_event.run_id, domain_event.input_id, position.position, decision_id),
-            )
+            row = {"admitted_at": None, "decided_at": position.position, "decision_id": decision_id}
+            self._input_writes[key] = "insert"
             summary["unexpected_count"] += 1
         else:
-            cursor.execute(
-                f"UPDATE {self.t['inputs']} SET decided_at = ?, decision_id = ?"
-                " WHERE run_id = ? AND input_id = ?",
-                (position.position, decision_id, domain_event.run_id, domain_event.input_id),
-            )
+            row.update(decided_at=position.position, decision_id=decision_id)
+            self._input_writes.setdefault(key, "update")
             summary["missing_count"] -= 1
-        cursor.execute(
-            f"INSERT INTO {self.t['decisions']} VALUES (?, ?, NULL, ?, ?, ?, ?, 0)",
+        self._inputs[key] = row
+        self._decision_rows.append(
             (
                 decision_id,
                 position.position,
@@ -257,7 +335,7 @@ class RunViewsProjection(LedgerProjection):
                 domain_event.input_id,
                 domain_event.outcome,
                 utc_text(domain_event.timestamp),
-            ),
+            )
         )
         summary["decision_count"] += 1
         _count(summary["outcome_counts"], domain_event.outcome, +1)
@@ -266,6 +344,7 @@ class RunViewsProjection(LedgerProjection):
     def _(
         self, domain_event: Decision.Corrected, cursor: ViewCursor, summary: Any, position: EventPosition
     ) -> None:
+        self._flush(cursor)
         decision_id = str(domain_event.originator_id)
         current = cursor.execute(
             f"SELECT * FROM {self.t['decisions']} WHERE decision_id = ? AND valid_to IS NULL",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, Response
@@ -13,6 +12,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from application.service import LedgerService
 from domain import errors
 from interfaces.api.problems import HttpProblem
+from interfaces.api.schemas import Moment
 from interfaces.api.security import Authenticator, Principal, authorize
 
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -67,6 +67,8 @@ def idempotency(
         Header(
             alias="Idempotency-Key",
             description="1 to 255 visible ASCII characters; the same key replays the first answer",
+            # Documented only: a malformed key is this API's own 400, not a schema 422.
+            json_schema_extra={"pattern": _VISIBLE_ASCII.pattern},
         ),
     ] = None,
 ) -> Idempotency:
@@ -94,8 +96,10 @@ def read_point(
     service: ServiceDep,
     response: Response,
     as_of: Annotated[
-        datetime | None,
-        Query(description="Answer as the ledger knew it at this RFC 3339 time (with an offset)"),
+        Moment | None,
+        Query(
+            description="Answer as the ledger knew it at this RFC 3339 time (with an offset); give as_of or as_of_position, not both"
+        ),
     ] = None,
     as_of_position: Annotated[
         int | None, Query(ge=0, le=2**62, description="Answer as of this notification position")

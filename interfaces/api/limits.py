@@ -24,6 +24,7 @@ class BodySizeLimit:
             return
         received = 0
         too_large = False
+        refused = False
 
         async def limited_receive() -> Message:
             nonlocal received, too_large
@@ -35,10 +36,21 @@ class BodySizeLimit:
                     raise _TooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns an error while reading the body into its own 400: once the body
+            # overran the limit, whatever the app answers is replaced by the 413.
+            nonlocal refused
+            if not too_large:
+                await send(message)
+            elif not refused:
+                refused = True
+                await self._refuse(scope, send)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            await self._refuse(scope, send)
+            if not refused:
+                await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         body = problem_body(

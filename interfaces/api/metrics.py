@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
 
 
 class ApiMetrics:
@@ -49,20 +48,13 @@ class ApiMetrics:
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        route = _route_template(request)
         response = await call_next(request)
+        # The router records the route it chose in the scope (FastAPI nests included routers,
+        # so the app's top-level routes have no template to read).
+        route = getattr(request.scope.get("route"), "path", "unmatched")
         status = response.status_code
         self.requests.labels(request.method, route, str(status)).inc()
         self.latency.labels(request.method, route).observe(time.perf_counter() - started)
         if response.headers.get("idempotent-replayed") == "true":
             self.replays.labels(route).inc()
         return response
-
-
-def _route_template(request: Request) -> str:
-    """The route's template, so label values stay few (not one per run ID)."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "unmatched")
-    return "unmatched"

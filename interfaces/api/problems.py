@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from domain import errors
 
@@ -143,7 +144,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         body = problem_body(error.status_code, slug, str(error.detail), instance=request.url.path)
-        return problem_response(body, getattr(error, "headers", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:
+            # Starlette names only the first route on the path; RFC 9110 wants every method it serves.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(body, headers)
 
     @app.exception_handler(IntegrityError)
     async def lost_every_race(request: Request, error: IntegrityError) -> JSONResponse:
@@ -174,6 +179,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             500, "internal-error", "an unexpected error occurred; it was logged", instance=request.url.path
         )
         return problem_response(body)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path."""
+    return [
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 #: OpenAPI documentation of the problem responses each route may give.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from domain.identity import RUN_ID_PATTERN
 from domain.limits import (
@@ -23,9 +24,26 @@ from interfaces.api.problems import Problem
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, max_length=128, examples=["fraud-2026-11-27"])]
 InputId = Annotated[str, Field(pattern=INPUT_ID_PATTERN, max_length=256, examples=["txn-000123"])]
 Label = Annotated[str, Field(pattern=LABEL_PATTERN, max_length=64)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"\S")]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=r"\S")]
-Score = Annotated[float, Field(allow_inf_nan=False)]
+#: At least one character that no regex dialect, nor Python's str.strip, calls blank.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK)]
+#: Strict: pydantic would otherwise take false as 0.0 and "0.5" as 0.5; the document says number.
+Score = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Pydantic would also read a number as a Unix time; a time here is RFC 3339 text."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T14:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_rfc3339_only)]
 
 
 class Incoming(BaseModel):
@@ -42,7 +60,7 @@ class Outgoing(BaseModel):
 class RunCreate(Incoming):
     run_id: RunId
     lane: Label
-    allow_empty: bool = False
+    allow_empty: Flag = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -176,8 +194,8 @@ class DecisionBatchCreate(Incoming):
     decisions: list[dict[str, Any]] = Field(
         min_length=1,
         max_length=MAX_DECISION_BATCH,
-        description="Each item is a DecisionBatchItem; items are validated one by one",
-        json_schema_extra={"items": {"$ref": "#/components/schemas/DecisionBatchItem"}},
+        description="Each item should be a DecisionBatchItem; items are validated one by one, and an item"
+        " that is not one is answered in-line as 'invalid' (the batch itself is still 200)",
     )
 
 
@@ -229,8 +247,9 @@ class CorrectionCreate(Incoming):
     reason: Text
     score: Score | None = None
     reasons: list[Label] | None = Field(default=None, max_length=MAX_REASON_CODES)
-    effective_at: datetime | None = Field(
-        default=None, description="From when the corrected outcome applies (valid time); defaults to now"
+    effective_at: Moment | None = Field(
+        default=None,
+        description="From when the corrected outcome applies (valid time), never in the future; defaults to now",
     )
 
 
@@ -268,7 +287,7 @@ class ActionCommit(Incoming):
 
 class ActionFail(Incoming):
     error: Text
-    retryable: bool = True
+    retryable: Flag = True
 
 
 class ActionWaive(Incoming):

@@ -33,12 +33,13 @@ from interfaces.api.schemas import (
     DecisionCreate,
     DecisionPublic,
     HistoryPublic,
+    Moment,
 )
 
 router = APIRouter(tags=["decisions"])
 InputIdPath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")]
 ValidAt = Annotated[
-    datetime | None, Query(description="Which outcome applied at this time (valid time), with an offset")
+    Moment | None, Query(description="Which outcome applied at this time (valid time), with an offset")
 ]
 
 
