@@ -192,13 +192,15 @@ class RunViewsProjection(LedgerProjection):
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
         summary = self._summary(cursor, position.run_id)
+        if summary is not None:
+            self._close_summary(cursor, summary, position.position)
         self.on_event(domain_event, cursor, summary, position)
         assert summary is not None or isinstance(domain_event, Run.Opened)
         summary = self._current[position.run_id]
         summary["event_count"] += 1
         summary["last_position"] = position.position
         summary["updated_at"] = utc_text(position.recorded_at)
-        self._write_summary(cursor, summary, position.position)
+        summary["valid_from"], summary["valid_to"] = position.position, None
 
     def _summary(self, cursor: ViewCursor, run_id: str) -> dict[str, Any] | None:
         if run_id not in self._current:
@@ -212,8 +214,8 @@ class RunViewsProjection(LedgerProjection):
             self._current[run_id] = row
         return self._current[run_id]
 
-    def _write_summary(self, cursor: ViewCursor, summary: dict[str, Any], position: int) -> None:
-        """The summary after this event holds from its position until the next event of its run."""
+    def _close_summary(self, cursor: ViewCursor, summary: dict[str, Any], position: int) -> None:
+        """The run's summary so far held until this event: close it before the event changes it."""
         run_id = summary["run_id"]
         if "valid_from" in summary:
             self._finished_rows.append(self._row({**summary, "valid_to": position}))
@@ -222,7 +224,6 @@ class RunViewsProjection(LedgerProjection):
                 f"UPDATE {self.t['summary']} SET valid_to = ? WHERE run_id = ? AND valid_from = ?",
                 (position, run_id, self._stored_open_row.pop(run_id)),
             )
-        summary["valid_from"], summary["valid_to"] = position, None
 
     @staticmethod
     def _row(summary: dict[str, Any]) -> list[Any]:
