@@ -51,10 +51,15 @@ class DecisionBatches:
             positions = {
                 recording.domain_event.originator_id: recording.notification.id for recording in recordings
             }
+            known = self._knowledge_times(positions.values())
             answered = [
                 BatchItemResult(
                     "created",
-                    decision=self.ledger.decision_view(outcome.decision, positions[outcome.decision.id]),
+                    decision=self.ledger.decision_view(
+                        outcome.decision,
+                        positions[outcome.decision.id],
+                        (known[positions[outcome.decision.id]],) * 2,
+                    ),
                 )
                 if outcome.status == "created" and isinstance(outcome.decision, Decision)
                 else outcome
@@ -64,6 +69,14 @@ class DecisionBatches:
             return CommandResult(BatchResult(run_id, answered), version=0, position=head, replayed=False)
 
         return self.ledger.with_retries(attempt)
+
+    def _knowledge_times(self, positions: Any) -> dict[int, Any]:
+        """The knowledge time of each new event, in one query."""
+        wanted = sorted(positions)
+        if not wanted:
+            return {}
+        rows = self.ledger.index.events_between(wanted[0] - 1, wanted[-1], len(wanted) * 2 + 10)
+        return {row.position: row.recorded_at for row in rows}
 
     def _plan(self, run_id: str, items: Sequence[Item], run_attempt: int) -> tuple[list[Any], list[Decision]]:
         """Decide each item's fate without writing: invalid, conflict, replayed or created."""

@@ -505,8 +505,19 @@ class DecisionLedger(Application[UUID]):
         )
         return CommandResult(view, version, position, replayed)
 
-    @staticmethod
-    def _run_view(run: Run, position: int) -> RunView:
+    def _known_at(self, aggregate_id: UUID, first: int, last: int) -> tuple[datetime, datetime]:
+        """When an aggregate's first and last events became known: the knowledge times
+        that as_of reads by (one lookup when they are the same event)."""
+        first_known = self.index.event_position(aggregate_id, first)
+        assert first_known is not None, (aggregate_id, first)
+        if last == first:
+            return first_known.recorded_at, first_known.recorded_at
+        last_known = self.index.event_position(aggregate_id, last)
+        assert last_known is not None, (aggregate_id, last)
+        return first_known.recorded_at, last_known.recorded_at
+
+    def _run_view(self, run: Run, position: int) -> RunView:
+        opened_at, updated_at = self._known_at(run.id, Run.INITIAL_VERSION, run.version)
         return RunView(
             run_id=run.run_id,
             lane=run.lane,
@@ -517,14 +528,22 @@ class DecisionLedger(Application[UUID]):
             admitted_count=run.admitted_count,
             basis_digest=run.basis_digest,
             verdicts=run.verdicts,
-            opened_at=run.created_on,
-            updated_at=run.modified_on,
+            opened_at=opened_at,
+            updated_at=updated_at,
             version=run.version,
             position=position,
         )
 
-    @staticmethod
-    def _decision_view(decision: Decision, position: int, valid_at: datetime | None = None) -> DecisionView:
+    def _decision_view(
+        self,
+        decision: Decision,
+        position: int,
+        valid_at: datetime | None = None,
+        known_at: tuple[datetime, datetime] | None = None,
+    ) -> DecisionView:
+        recorded_at, updated_at = known_at or self._known_at(
+            decision.id, Decision.INITIAL_VERSION, decision.version
+        )
         entry = decision.entry_valid_at(valid_at)
         if not entry:
             moment = valid_at.isoformat() if valid_at else ""
@@ -541,15 +560,17 @@ class DecisionLedger(Application[UUID]):
             features_digest=decision.features_digest,
             recorded_attempt=decision.recorded_attempt,
             corrections=decision.corrections,
-            recorded_at=decision.created_on,
-            updated_at=decision.modified_on,
+            recorded_at=recorded_at,
+            updated_at=updated_at,
             version=decision.version,
             position=position,
             valid_at=valid_at,
         )
 
-    def decision_view(self, decision: Decision, position: int) -> DecisionView:
-        return self._decision_view(decision, position)
+    def decision_view(
+        self, decision: Decision, position: int, known_at: tuple[datetime, datetime] | None = None
+    ) -> DecisionView:
+        return self._decision_view(decision, position, known_at=known_at)
 
     @staticmethod
     def _action_view(action: Action, position: int) -> ActionView:

@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Query, Request, Response
 
 from application.service import LedgerService
 from domain import errors
-from interfaces.api.problems import HttpProblem
+from interfaces.api.problems import HttpProblem, InvalidQuery
 from interfaces.api.schemas import Moment
 from interfaces.api.security import Authenticator, Principal, authorize
 
@@ -110,12 +110,10 @@ def read_point(
     ] = None,
 ) -> ReadPoint:
     if as_of is not None and as_of_position is not None:
-        raise errors.InvalidCommand("give as_of or as_of_position, not both", field="as_of")
+        raise InvalidQuery("give as_of or as_of_position, not both", field="as_of")
     if as_of is not None:
         if as_of.utcoffset() is None:
-            raise errors.InvalidCommand(
-                "as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of"
-            )
+            raise InvalidQuery("as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of")
         position = service.ledger.index.position_at(as_of)
         if position is None:
             raise errors.NothingKnownYet(f"nothing was recorded at or before {as_of.isoformat()}")
@@ -133,3 +131,9 @@ def read_point(
 
 
 ReadPointDep = Annotated[ReadPoint, Depends(read_point)]
+
+
+def reflects(response: Response, position: int) -> None:
+    """Name the position a read-model answer reflects: with no point asked for, the
+    views' own, which may trail the head that read_point assumed."""
+    response.headers["Ledger-As-Of-Position"] = str(position)

@@ -59,6 +59,12 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
+class InvalidQuery(errors.InvalidCommand):
+    """A query parameter breaks a rule its schema cannot express (a time without an offset)."""
+
+    location = "query"
+
+
 class HttpProblem(Exception):
     """A problem detected by the HTTP layer itself (keys, auth, size)."""
 
@@ -96,7 +102,8 @@ def problem_body(
 def problem_for_error(error: errors.LedgerError) -> dict[str, Any]:
     """The problem object of a domain error, also used inside batch answers."""
     field = getattr(error, "field", None)
-    field_errors = [{"field": f"body.{field}", "message": error.detail}] if field else None
+    location = getattr(error, "location", "body")
+    field_errors = [{"field": f"{location}.{field}", "message": error.detail}] if field else None
     return problem_body(status_for(error), error.slug, error.detail, errors=field_errors)
 
 

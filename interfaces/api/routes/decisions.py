@@ -22,7 +22,7 @@ from interfaces.api.dependencies import (
     ServiceDep,
     WriterDep,
 )
-from interfaces.api.problems import problem_for_error, problem_responses
+from interfaces.api.problems import InvalidQuery, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import (
     BatchItemPublic,
@@ -202,9 +202,8 @@ def decision_proof(
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
     if moment is not None and moment.utcoffset() is None:
-        raise errors.InvalidCommand(
-            f"{field} must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field=field
-        )
+        problem = InvalidQuery if field == "valid_at" else errors.InvalidCommand
+        raise problem(f"{field} must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field=field)
     return moment
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from interfaces.api.dependencies import PrincipalDep, ReadPointDep, ServiceDep
+from interfaces.api.dependencies import PrincipalDep, ReadPointDep, ServiceDep, reflects
 from interfaces.api.problems import PROBLEM_TYPE_PREFIX, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS
 from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
@@ -42,13 +42,16 @@ def audit_log(
     service: ServiceDep,
     principal: PrincipalDep,
     point: ReadPointDep,
+    response: Response,
     run_id: Annotated[RunId | None, Query()] = None,
     after: Annotated[int, Query(ge=0, le=2**62, description="Records after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    return service.read_models.audit(
+    page = service.read_models.audit(
         run_id=run_id, after=after, limit=limit, as_of_position=point.as_of_position
     )
+    reflects(response, page.as_of_position)
+    return page
 
 
 @router.get("/keys", response_model=KeysPublic, tags=["proofs"])

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
 from domain.errors import ProofNotFound
-from interfaces.api.dependencies import IdempotencyDep, OperatorDep, PrincipalDep, ReadPointDep, ServiceDep
+from interfaces.api.dependencies import (
+    IdempotencyDep,
+    OperatorDep,
+    PrincipalDep,
+    ReadPointDep,
+    ServiceDep,
+    reflects,
+)
 from interfaces.api.problems import problem_responses
 from interfaces.api.schemas import (
     AdmissionPublic,
@@ -53,14 +60,17 @@ def list_runs(
     service: ServiceDep,
     principal: PrincipalDep,
     point: ReadPointDep,
+    response: Response,
     status: Literal["open", "sealed", "committed", "rejected"] | None = None,
     lane: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[RunId | None, Query(description="Page after this run_id")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
-    return service.read_models.list_runs(
+    page = service.read_models.list_runs(
         status=status, lane=lane, limit=limit, after=after, as_of_position=point.as_of_position
     )
+    reflects(response, page.as_of_position)
+    return page
 
 
 @router.get("/{run_id}", response_model=RunPublic, responses=READ_PROBLEMS)
@@ -120,9 +130,12 @@ def run_summary(
     service: ServiceDep,
     principal: PrincipalDep,
     point: ReadPointDep,
+    response: Response,
     attempt: Annotated[int | None, Query(ge=1, le=2**31, description="The summary of this attempt")] = None,
 ) -> Any:
-    return service.read_models.summary(run_id, as_of_position=point.as_of_position, attempt=attempt)
+    summary = service.read_models.summary(run_id, as_of_position=point.as_of_position, attempt=attempt)
+    reflects(response, summary.as_of_position)
+    return summary
 
 
 @router.get("/{run_id}/reconciliation", response_model=ReconciliationPublic, responses=READ_PROBLEMS)
@@ -131,15 +144,18 @@ def run_reconciliation(
     service: ServiceDep,
     principal: PrincipalDep,
     point: ReadPointDep,
+    response: Response,
     category: Literal["missing", "unexpected", "pending", "failed"] | None = None,
     after: Annotated[
         str | None, Query(max_length=256, description="Page after this ID (with category)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    return service.read_models.reconciliation(
+    view = service.read_models.reconciliation(
         run_id, as_of_position=point.as_of_position, limit=limit, category=category, after=after
     )
+    reflects(response, view.as_of_position)
+    return view
 
 
 @router.get("/{run_id}/proof", responses=READ_PROBLEMS)
