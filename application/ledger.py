@@ -14,9 +14,11 @@ commands in one process share a transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
@@ -84,6 +86,9 @@ class DecisionLedger(Application[UUID]):
         # harmless: the seal gate refuses the write and the retry reloads the run.
         self._open_attempts: dict[str, int] = {}
         self._open_attempts_lock = threading.Lock()
+        self._answers = AnswerCache()
+        self._recently_known: dict[tuple[UUID, int], datetime] = {}
+        self._recently_known_lock = threading.Lock()
 
     @property
     def index(self) -> LedgerIndex:
@@ -104,7 +109,17 @@ class DecisionLedger(Application[UUID]):
         for domain_event in processing_event.events:
             if isinstance(domain_event, Run.Event):
                 self._forget_open_attempt(domain_event.run_id)
-        return super()._record(processing_event)
+        recordings = super()._record(processing_event)
+        # Remember when these events became known, so the answer needs no second query.
+        known_at = self.index.last_knowledge_time()
+        if known_at is not None:
+            with self._recently_known_lock:
+                if len(self._recently_known) > 50_000:
+                    self._recently_known.clear()
+                for recording in recordings:
+                    event = recording.domain_event
+                    self._recently_known[(event.originator_id, event.originator_version)] = known_at
+        return recordings
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in self.saved_listeners:
@@ -120,7 +135,7 @@ class DecisionLedger(Application[UUID]):
 
     def open_run(self, command: OpenRun) -> CommandResult[RunView]:
         def attempt(first: bool) -> CommandResult[RunView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._replayed(receipt, Run, self._run_view)
             if not first:
                 existing = self._find(run_uuid(command.run_id), Run)
@@ -128,11 +143,11 @@ class DecisionLedger(Application[UUID]):
                     return self._result_at(existing.id, Run, existing.replay_of_open(command), self._run_view)
             return self._saved(Run.open(command), self._run_view)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     def admit_inputs(self, command: AdmitInputs) -> CommandResult[AdmissionView]:
         def attempt(first: bool) -> CommandResult[AdmissionView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._admission_result(receipt.originator_id, receipt.originator_version, True)
             run = self.load_run(command.run_id)
             already_admitted = self.index.admitted_among(command.run_id, command.input_ids)
@@ -142,11 +157,11 @@ class DecisionLedger(Application[UUID]):
             recordings = self.commit(run)
             return self._admission_result(run.id, run.version, False, recordings[-1].notification.id)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     def reopen_run(self, command: ReopenRun) -> CommandResult[RunView]:
         def attempt(first: bool) -> CommandResult[RunView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._replayed(receipt, Run, self._run_view)
             run = self.load_run(command.run_id)
             replayed = run.reopen(command)
@@ -154,13 +169,13 @@ class DecisionLedger(Application[UUID]):
                 return self._result_at(run.id, Run, replayed, self._run_view)
             return self._saved(run, self._run_view)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     def seal_run(self, command: CloseRun) -> CommandResult[RunView]:
         """The first half of a close: after this, nothing more lands in this attempt."""
 
         def attempt(first: bool) -> CommandResult[RunView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._replayed(receipt, Run, self._run_view)
             run = self.load_run(command.run_id)
             replayed = run.seal(command)
@@ -168,7 +183,7 @@ class DecisionLedger(Application[UUID]):
                 return self._result_at(run.id, Run, replayed, self._run_view)
             return self._saved(run, self._run_view)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     def seal_position(self, run: Run) -> int:
         """Where the run's current attempt was sealed."""
@@ -203,6 +218,7 @@ class DecisionLedger(Application[UUID]):
                 run.commit(command, evidence, proof, proof_digest(proof))
             return self._saved(run, self._run_view)
 
+        # Not through execute(): the close command's token names the seal; the verdict has its own.
         return self.with_retries(attempt)
 
     def run_at_version(self, run_id: str, version: int) -> CommandResult[RunView]:
@@ -230,10 +246,10 @@ class DecisionLedger(Application[UUID]):
     # --- Decisions ----------------------------------------------------------------------
 
     def record_decision(self, command: RecordDecision) -> CommandResult[DecisionView]:
-        return self.with_retries(lambda first: self._record_decision_once(command, first))
+        return self.execute(command, lambda first: self._record_decision_once(command, first))
 
     def _record_decision_once(self, command: RecordDecision, first: bool) -> CommandResult[DecisionView]:
-        if receipt := self.receipt(command):
+        if not first and (receipt := self.receipt(command)):
             return self._replayed(receipt, Decision, self._decision_view)
         if not first:
             decision_id = Decision.create_id(command.run_id, command.input_id)
@@ -259,7 +275,7 @@ class DecisionLedger(Application[UUID]):
 
     def correct_decision(self, command: CorrectDecision) -> CommandResult[DecisionView]:
         def attempt(first: bool) -> CommandResult[DecisionView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._replayed(receipt, Decision, self._decision_view)
             decision = self._load(command.decision_id, Decision, errors.DecisionNotFound)
             replayed = decision.replayed_version(command)
@@ -268,13 +284,13 @@ class DecisionLedger(Application[UUID]):
             decision.correct(command, self.open_attempt(decision.run_id, fresh=not first))
             return self._saved(decision, self._decision_view)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     # --- Actions --------------------------------------------------------------------------
 
     def request_action(self, command: RequestAction) -> CommandResult[ActionView]:
         def attempt(first: bool) -> CommandResult[ActionView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._replayed(receipt, Action, self._action_view)
             action_id = Action.create_id(command.run_id, command.action_key)
             if not first:
@@ -292,7 +308,7 @@ class DecisionLedger(Application[UUID]):
             attempt_number = self.open_attempt(command.run_id, fresh=not first)
             return self._saved(Action.request(command, attempt_number, decision.input_id), self._action_view)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     def commit_action(self, command: CommitAction) -> CommandResult[ActionView]:
         return self._transition_action(command, Action.commit)
@@ -309,7 +325,7 @@ class DecisionLedger(Application[UUID]):
         transition: Callable[[Action, Any, int], int | None],
     ) -> CommandResult[ActionView]:
         def attempt(first: bool) -> CommandResult[ActionView]:
-            if receipt := self.receipt(command):
+            if not first and (receipt := self.receipt(command)):
                 return self._replayed(receipt, Action, self._action_view)
             action = self._load(command.action_id, Action, errors.ActionNotFound)
             replayed = action.replayed_version(command)
@@ -319,7 +335,7 @@ class DecisionLedger(Application[UUID]):
             transition(action, command, attempt_number)
             return self._saved(action, self._action_view)
 
-        return self.with_retries(attempt)
+        return self.execute(command, attempt)
 
     # --- Queries ----------------------------------------------------------------------------
 
@@ -393,6 +409,17 @@ class DecisionLedger(Application[UUID]):
         return self._action_view(action, self.position_of(action.id, action.version))
 
     # --- Plumbing ---------------------------------------------------------------------------
+
+    def execute(self, command: Command, attempt: Callable[[bool], CommandResult[Any]]) -> CommandResult[Any]:
+        """Run a command once per token. A recent answer is replayed from memory (answers
+        never change); otherwise the attempt runs. The first attempt is optimistic: a token
+        already used elsewhere makes its insert fail, and the retry checks the receipt."""
+        recalled = self._answers.recall(command)
+        if recalled is not None:
+            return recalled
+        result = self.with_retries(attempt)
+        self._answers.remember(command, result)
+        return result
 
     def with_retries(self, attempt: Callable[[bool], ResultT]) -> ResultT:
         """Run a command; after a lost race (IntegrityError), run it again with full checks."""
@@ -507,14 +534,17 @@ class DecisionLedger(Application[UUID]):
 
     def _known_at(self, aggregate_id: UUID, first: int, last: int) -> tuple[datetime, datetime]:
         """When an aggregate's first and last events became known: the knowledge times
-        that as_of reads by (one lookup when they are the same event)."""
-        first_known = self.index.event_position(aggregate_id, first)
-        assert first_known is not None, (aggregate_id, first)
-        if last == first:
-            return first_known.recorded_at, first_known.recorded_at
-        last_known = self.index.event_position(aggregate_id, last)
-        assert last_known is not None, (aggregate_id, last)
-        return first_known.recorded_at, last_known.recorded_at
+        that as_of reads by (from memory for this process's recent writes)."""
+        return self._known_time(aggregate_id, first), self._known_time(aggregate_id, last)
+
+    def _known_time(self, aggregate_id: UUID, version: int) -> datetime:
+        with self._recently_known_lock:
+            known = self._recently_known.get((aggregate_id, version))
+        if known is not None:
+            return known
+        position = self.index.event_position(aggregate_id, version)
+        assert position is not None, (aggregate_id, version)
+        return position.recorded_at
 
     def _run_view(self, run: Run, position: int) -> RunView:
         opened_at, updated_at = self._known_at(run.id, Run.INITIAL_VERSION, run.version)
@@ -594,6 +624,36 @@ class DecisionLedger(Application[UUID]):
             version=action.version,
             position=position,
         )
+
+
+class AnswerCache:
+    """The answers this process gave recently, by token. An answer never changes, so a
+    redelivery is answered from here without touching the database."""
+
+    def __init__(self, max_size: int = 20_000) -> None:
+        self._answers: OrderedDict[str, tuple[str, CommandResult[Any]]] = OrderedDict()
+        self._max_size = max_size
+        self._lock = threading.Lock()
+
+    def recall(self, command: Command) -> CommandResult[Any] | None:
+        with self._lock:
+            entry = self._answers.get(command.token)
+            if entry is not None:
+                self._answers.move_to_end(command.token)
+        if entry is None:
+            return None
+        fingerprint, answer = entry
+        if fingerprint != command.fingerprint:
+            raise errors.IdempotencyKeyReused("this idempotency key was already used for a different request")
+        return answer
+
+    def remember(self, command: Command, answer: CommandResult[Any]) -> None:
+        replay = dataclasses.replace(answer, replayed=True)
+        with self._lock:
+            self._answers[command.token] = (command.fingerprint, replay)
+            self._answers.move_to_end(command.token)
+            while len(self._answers) > self._max_size:
+                self._answers.popitem(last=False)
 
 
 def index_rows_for(

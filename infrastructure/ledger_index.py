@@ -70,6 +70,10 @@ class LedgerIndex(ABC):
     """Queries over the index tables, implemented by each back end's recorder."""
 
     @abstractmethod
+    def last_knowledge_time(self) -> datetime | None:
+        """The knowledge time of this thread's last successful write."""
+
+    @abstractmethod
     def protect(self, table: str) -> None:
         """Make another table refuse UPDATE, DELETE (and TRUNCATE)."""
 

@@ -3,13 +3,16 @@ tables, the sealed-run gate and append-only triggers (UPDATE, DELETE and TRUNCAT
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+import psycopg.errors
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
@@ -35,6 +38,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         for table in self.tables.values():
             self.check_identifier_length(table)
         self.gate_function = f"{prefix}_assert_unsealed"
+        # What the current thread's last write recorded (read by the application after save).
+        self._writing = threading.local()
         self.refuse_function = f"{prefix}_refuse_rewrite"
         self.sql_create_statements.extend(self._ledger_ddl())
 
@@ -139,15 +144,48 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
 
     # --- Writing, inside the library's transaction, after it locked the table ---------
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """The library's insert, but a conflict stays a conflict. When an INSERT fails in
+        the pipeline, the index statements queued after it report "pipeline aborted", an
+        OperationalError the library would retry as if the server had gone away."""
+        try:
+            return PostgresApplicationRecorder.insert_events.__wrapped__(self, stored_events, **kwargs)  # type: ignore[attr-defined]
+        except OperationalError as error:
+            if isinstance(error.__cause__, psycopg.errors.PipelineAborted):
+                raise IntegrityError("a statement of this transaction conflicted") from error
+            raise
+
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         super()._insert_stored_events(curs, stored_events, **kwargs)
+        self._writing.recorded_at = None
+        self._writing.cursor = None
         rows: LedgerIndexRows | None = kwargs.get("ledger_index")
         if rows is not None:
-            # A cursor of its own: the library fetches the inserted IDs from `curs`.
-            with curs.connection.cursor() as index_cursor:
-                self._write_index(index_cursor, rows)
+            # A cursor of its own: the library fetches the inserted IDs from `curs`. It stays
+            # open until the pipeline has synced, to read back the knowledge time.
+            index_cursor = curs.connection.cursor()
+            self._write_index(index_cursor, rows)
+            self._writing.cursor = index_cursor if rows.events else None
+            if not rows.events:
+                index_cursor.close()
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        index_cursor = self._writing.cursor
+        if index_cursor is not None:
+            row = index_cursor.fetchone()
+            self._writing.recorded_at = row["recorded_at"] if row else None
+            index_cursor.close()
+            self._writing.cursor = None
+        return notification_ids
+
+    def last_knowledge_time(self) -> datetime | None:
+        return getattr(self._writing, "recorded_at", None)
 
     def _write_index(self, c: Cursor[DictRow], rows: LedgerIndexRows) -> None:
         if rows.gates:
@@ -193,6 +231,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                     "  AS x(originator_id, originator_version, run_id)"
                     " JOIN {events} e ON e.originator_id = x.originator_id"
                     "  AND e.originator_version = x.originator_version"
+                    " RETURNING recorded_at"
                 ).format(positions=self._table("positions"), events=self._ident(self.events_table_name)),
                 [list(column) for column in zip(*rows.events, strict=True)],
             )

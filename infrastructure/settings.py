@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: API worker processes. With more than one, the projections run in a worker of their own.
+    workers: int = Field(default=1, ge=1, le=64)
     #: JSON list of {"principal", "roles", "key_sha256"} entries.
     api_keys: list[ApiKeyEntry] = Field(default_factory=list)
     #: A JSON file holding the same list.
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
     #: How long a query waits for `min_position` (seconds).
     read_timeout: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
+    access_log: bool = False
 
     @field_validator("database_url")
     @classmethod

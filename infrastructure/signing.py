@@ -36,6 +36,10 @@ class Signer:
     def sign(self, message: bytes) -> str:
         return self._private_key.sign(message).hex()
 
+    def private_key_hex(self) -> str:
+        """For handing the key to worker processes of this same service."""
+        return self._private_key.private_bytes_raw().hex()
+
     @classmethod
     def from_hex(cls, text: str) -> Signer:
         try:

@@ -56,6 +56,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name)
+        # What the current thread's last write recorded (read by the application after save).
+        self._writing = threading.local()
+
+    def last_knowledge_time(self) -> datetime | None:
+        return getattr(self._writing, "recorded_at", None)
 
     @property
     def protected_tables(self) -> tuple[str, ...]:
@@ -146,6 +151,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
         if not stored_events:
             return
         recorded_at = self._next_recorded_at(c)
+        self._writing.recorded_at = datetime.fromisoformat(recorded_at)
         run_ids = {(originator_id, version): run_id for originator_id, version, run_id in rows.events}
         c.executemany(
             "INSERT INTO ledger_positions VALUES (?, ?, ?, ?, ?, ?)",

@@ -51,8 +51,8 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
     app.state.metrics = metrics
     app.state.authenticator = Authenticator(settings.all_api_keys())
     install_problem_handlers(app)
-    app.middleware("http")(metrics.middleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(metrics.middleware)
     for router in (runs.router, decisions.router, actions.router, operations.router):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -68,3 +68,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components["DecisionBatchItem"] = item_schema
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def app_from_environment() -> FastAPI:
+    """The app for each of several uvicorn worker processes: settings from the environment."""
+    return create_app(Settings())

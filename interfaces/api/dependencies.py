@@ -18,11 +18,15 @@ from interfaces.api.security import Authenticator, Principal, authorize
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def get_service(request: Request) -> LedgerService:
+# Dependencies that do no I/O are `async def`, so FastAPI runs them on the event loop
+# instead of handing each one to a worker thread.
+
+
+async def get_service(request: Request) -> LedgerService:
     return request.app.state.service
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     authenticator: Authenticator = request.app.state.authenticator
     return authenticator.authenticate(request)
 
@@ -31,12 +35,12 @@ ServiceDep = Annotated[LedgerService, Depends(get_service)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def writer(principal: PrincipalDep) -> Principal:
+async def writer(principal: PrincipalDep) -> Principal:
     authorize(principal, "write")
     return principal
 
 
-def operator(principal: PrincipalDep) -> Principal:
+async def operator(principal: PrincipalDep) -> Principal:
     authorize(principal, "operate")
     return principal
 
@@ -59,7 +63,7 @@ class Idempotency:
         response.headers["Idempotent-Replayed"] = "true" if replayed else "false"
 
 
-def idempotency(
+async def idempotency(
     request: Request,
     principal: PrincipalDep,
     idempotency_key: Annotated[

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ApiMetrics:
@@ -44,17 +43,33 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # The router records the route it chose in the scope (FastAPI nests included routers,
-        # so the app's top-level routes have no template to read).
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        status = response.status_code
-        self.requests.labels(request.method, route, str(status)).inc()
-        self.latency.labels(request.method, route).observe(time.perf_counter() - started)
-        if response.headers.get("idempotent-replayed") == "true":
-            self.replays.labels(route).inc()
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Plain ASGI middleware: counts and times every HTTP request without the cost of
+        Starlette's BaseHTTPMiddleware."""
+
+        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            answer: dict[str, Any] = {"status": 500, "replayed": False}
+
+            async def observed_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    answer["status"] = message["status"]
+                    answer["replayed"] = (b"idempotent-replayed", b"true") in message.get("headers", [])
+                await send(message)
+
+            try:
+                await app(scope, receive, observed_send)
+            finally:
+                # The router records the route it chose in the scope (FastAPI nests included
+                # routers, so the app's top-level routes have no template to read).
+                route = getattr(scope.get("route"), "path", "unmatched")
+                method = scope["method"]
+                self.requests.labels(method, route, str(answer["status"])).inc()
+                self.latency.labels(method, route).observe(time.perf_counter() - started)
+                if answer["replayed"]:
+                    self.replays.labels(route).inc()
+
+        return measured
