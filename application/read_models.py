@@ -153,7 +153,10 @@ class ReadModels:
             if as_of_position is None and attempt is None:
                 raise errors.RunNotFound(f"run {run_id!r} not found")
             raise errors.NothingKnownYet(f"no summary of run {run_id!r} is known at position {position}")
-        return self._summary_view(rows[0], self._audit_count(run_id, position), position)
+        # A summary row holds until its run's next event: count the audit records up to its
+        # last event (an earlier attempt's summary must not count later records).
+        audit_records = self._audit_count(run_id, min(position, rows[0]["last_position"]))
+        return self._summary_view(rows[0], audit_records, position)
 
     def _audit_count(self, run_id: str, position: int) -> int:
         """How many audit records the run had at a position: one index lookup."""

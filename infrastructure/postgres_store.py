@@ -188,17 +188,19 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         return getattr(self._writing, "recorded_at", None)
 
     def _write_index(self, c: Cursor[DictRow], rows: LedgerIndexRows) -> None:
-        if rows.gates:
-            c.execute(
-                SQL("SELECT {}(%s, %s)").format(self._ident(self.gate_function)),
-                ([run_id for run_id, _ in rows.gates], [attempt for _, attempt in rows.gates]),
-            )
         if rows.seals:
             c.execute(
                 SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::integer[])").format(
                     self._table("seals")
                 ),
                 ([run_id for run_id, _ in rows.seals], [attempt for _, attempt in rows.seals]),
+            )
+        # The gate after the seal rows: group commit may put a seal and a decision of the same
+        # attempt in one transaction, and the gate must see that seal too.
+        if rows.gates:
+            c.execute(
+                SQL("SELECT {}(%s, %s)").format(self._ident(self.gate_function)),
+                ([run_id for run_id, _ in rows.gates], [attempt for _, attempt in rows.gates]),
             )
         if rows.basis:
             c.execute(

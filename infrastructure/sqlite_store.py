@@ -123,12 +123,14 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
         stored_events: Sequence[StoredEvent],
         notification_ids: Sequence[int],
     ) -> None:
+        # Seal rows first: group commit may put a seal and a decision of the same attempt in
+        # one transaction, and the gate must see that seal too.
+        c.executemany("INSERT INTO ledger_seals VALUES (?, ?)", rows.seals)
         for run_id, attempt in rows.gates:
             c.execute("SELECT 1 FROM ledger_seals WHERE run_id = ? AND attempt = ?", (run_id, attempt))
             if c.fetchone() is not None:
                 msg = f"run {run_id!r} attempt {attempt} was sealed while this command ran"
                 raise IntegrityError(msg)
-        c.executemany("INSERT INTO ledger_seals VALUES (?, ?)", rows.seals)
         c.executemany("INSERT INTO ledger_basis VALUES (?, ?)", rows.basis)
         position_of = {
             (stored.originator_id, stored.originator_version): position
