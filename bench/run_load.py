@@ -23,11 +23,12 @@ the end, so it never touches a schema it did not create.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -132,7 +133,7 @@ def write_big_run(target: DatabaseTarget, inputs: int, batches: int) -> float:
         input_ids = [f"input-{number:08d}" for number in range(inputs)]
         # Exactly `batches` batches, whose sizes differ by one at most.
         bounds = [inputs * batch_number // batches for batch_number in range(batches + 1)]
-        for batch_number, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        for batch_number, (start, stop) in enumerate(itertools.pairwise(bounds)):
             ledger.admit_inputs(
                 AdmitInputs(
                     token=f"bench-admit-{batch_number}",

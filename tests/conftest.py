@@ -111,7 +111,7 @@ def signing_key_hex() -> str:
 
 
 @pytest.fixture
-def api_settings(database_url: str, signing_key_hex: str):  # noqa: ANN201
+def api_settings(database_url: str, signing_key_hex: str):
     """Open local mode on a fresh database, with a throwaway signing key."""
     from infrastructure.settings import Settings
 
@@ -119,7 +119,7 @@ def api_settings(database_url: str, signing_key_hex: str):  # noqa: ANN201
 
 
 @pytest.fixture
-def api(api_settings):  # noqa: ANN001, ANN201
+def api(api_settings):
     """A TestClient over the real app (projections running in-process)."""
     from fastapi.testclient import TestClient
 

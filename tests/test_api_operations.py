@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.api_helpers import RUN_ID, decision_body, keyed, open_run

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -48,7 +48,7 @@ from infrastructure.database import parse_database_url
 RUN_IDS = ("run-a", "run-b")
 INPUT_IDS = tuple(f"input-{number}" for number in range(6))
 OUTCOMES = ("approve", "decline", "refer")
-BACK_DATED = datetime(2020, 1, 1, tzinfo=timezone.utc)
+BACK_DATED = datetime(2020, 1, 1, tzinfo=UTC)
 
 #: Creation commands are named by their natural key, so the same request under a
 #: fresh token is a replay too. Any other command under a fresh token is new work.
