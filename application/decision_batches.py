@@ -7,10 +7,10 @@ transaction as the new decisions, so replaying the batch returns them unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
@@ -34,58 +34,40 @@ class DecisionBatches:
             receipt = self.ledger.index.token_receipt(batch_token)
             if receipt is not None:
                 if receipt.fingerprint != batch_fingerprint:
-                    raise errors.IdempotencyKeyReused(
-                        "this idempotency key was already used for a different batch"
-                    )
+                    raise errors.IdempotencyKeyReused("this idempotency key was already used for a different batch")
                 return self._from_record(run_id, receipt.stored_response or "[]", replayed=True)
             run_attempt = self.ledger.open_attempt(run_id, fresh=not first)
             outcomes, fresh = self._plan(run_id, items, run_attempt)
-            record = json.dumps([_record_of(outcome) for outcome in outcomes])
+            # The answers are remembered in the same transaction as the new decisions. Their
+            # positions are known only once saved: a replay reads them from the items' tokens.
+            record = json.dumps([_record_of(outcome, _token_of(items[index])) for index, outcome in enumerate(outcomes)])
             try:
                 recordings = self.ledger.save(
-                    *fresh, stored_responses=[(batch_token, batch_fingerprint, record)]
+                    *fresh.values(), stored_responses=[(batch_token, batch_fingerprint, record)]
                 )
             except IntegrityError:
                 # A neighbour raced us: answer item by item, then remember the answers.
                 return self._one_by_one(run_id, items, batch_token, batch_fingerprint)
-            positions = {
-                recording.domain_event.originator_id: recording.notification.id for recording in recordings
-            }
-            known = self._knowledge_times(positions.values())
+            positions = {recording.domain_event.originator_id: recording.notification.id for recording in recordings}
             answered = [
-                BatchItemResult(
-                    "created",
-                    decision=self.ledger.decision_view(
-                        outcome.decision,
-                        positions[outcome.decision.id],
-                        (known[positions[outcome.decision.id]],) * 2,
-                    ),
-                )
-                if outcome.status == "created" and isinstance(outcome.decision, Decision)
-                else outcome
-                for outcome in outcomes
+                dataclasses.replace(outcome, position=positions[fresh[index].id]) if index in fresh else outcome
+                for index, outcome in enumerate(outcomes)
             ]
             head = max(positions.values(), default=self.ledger.index.head_position())
             return CommandResult(BatchResult(run_id, answered), version=0, position=head, replayed=False)
 
         return self.ledger.with_retries(attempt)
 
-    def _knowledge_times(self, positions: Any) -> dict[int, Any]:
-        """The knowledge time of each new event, in one query."""
-        wanted = sorted(positions)
-        if not wanted:
-            return {}
-        rows = self.ledger.index.events_between(wanted[0] - 1, wanted[-1], len(wanted) * 2 + 10)
-        return {row.position: row.recorded_at for row in rows}
-
-    def _plan(self, run_id: str, items: Sequence[Item], run_attempt: int) -> tuple[list[Any], list[Decision]]:
+    def _plan(
+        self, run_id: str, items: Sequence[Item], run_attempt: int
+    ) -> tuple[list[BatchItemResult], dict[int, Decision]]:
         """Decide each item's fate without writing: invalid, conflict, replayed or created."""
         commands = [item for item in items if isinstance(item, RecordDecision)]
         receipts = self.ledger.index.token_receipts([command.token for command in commands])
-        outcomes: list[Any] = []
-        fresh: list[Decision] = []
+        outcomes: list[BatchItemResult] = []
+        fresh: dict[int, Decision] = {}
         seen_inputs: set[str] = set()
-        for item in items:
+        for index, item in enumerate(items):
             if isinstance(item, errors.LedgerError):
                 outcomes.append(BatchItemResult("invalid", error=item))
                 continue
@@ -93,9 +75,7 @@ class DecisionBatches:
                 if item.run_id != run_id:
                     raise errors.InvalidCommand("an item names another run", field="run_id")
                 if item.input_id in seen_inputs:
-                    raise errors.DecisionAlreadyRecorded(
-                        f"input {item.input_id!r} appears twice in this batch"
-                    )
+                    raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
                 seen_inputs.add(item.input_id)
                 receipt = receipts.get(item.token)
                 if receipt is not None:
@@ -106,7 +86,10 @@ class DecisionBatches:
                     outcomes.append(
                         BatchItemResult(
                             "replayed",
-                            decision=self._view_at(receipt.originator_id, receipt.originator_version),
+                            decision_id=str(receipt.originator_id),
+                            input_id=item.input_id,
+                            version=receipt.originator_version,
+                            position=receipt.position,
                         )
                     )
                     continue
@@ -117,14 +100,11 @@ class DecisionBatches:
                 outcomes.append(BatchItemResult("conflict", error=error))
                 continue
             decision = Decision.record(item, run_attempt)
-            fresh.append(decision)
-            outcomes.append(BatchItemResult("created", decision=decision))  # type: ignore[arg-type]
+            fresh[index] = decision
+            outcomes.append(
+                BatchItemResult("created", decision_id=str(decision.id), input_id=item.input_id, version=1)
+            )
         return outcomes, fresh
-
-    def _view_at(self, decision_id: UUID | None, version: int | None) -> Any:
-        assert decision_id is not None and version is not None
-        decision = self.ledger.at_version(decision_id, Decision, version)
-        return self.ledger.decision_view(decision, self.ledger.position_of(decision_id, version))
 
     def _one_by_one(
         self, run_id: str, items: Sequence[Item], batch_token: str, batch_fingerprint: str
@@ -139,9 +119,7 @@ class DecisionBatches:
                 if item.run_id != run_id:
                     raise errors.InvalidCommand("an item names another run", field="run_id")
                 if item.input_id in seen_inputs:
-                    raise errors.DecisionAlreadyRecorded(
-                        f"input {item.input_id!r} appears twice in this batch"
-                    )
+                    raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
                 seen_inputs.add(item.input_id)
                 result = self.ledger.record_decision(item)
             except errors.InvalidCommand as error:
@@ -150,44 +128,45 @@ class DecisionBatches:
                 outcomes.append(BatchItemResult("conflict", error=error))
             else:
                 outcomes.append(
-                    BatchItemResult("replayed" if result.replayed else "created", decision=result.view)
-                )
-        self.ledger.index.insert_token_response(
-            batch_token, batch_fingerprint, json.dumps([_record_of(outcome) for outcome in outcomes])
-        )
-        return CommandResult(
-            BatchResult(run_id, outcomes),
-            version=0,
-            position=self.ledger.index.head_position(),
-            replayed=False,
-        )
-
-    def _from_record(self, run_id: str, record: str, *, replayed: bool) -> CommandResult[BatchResult]:
-        items: list[BatchItemResult] = []
-        for entry in json.loads(record):
-            if "decision_id" in entry:
-                items.append(
                     BatchItemResult(
-                        entry["status"], decision=self._view_at(UUID(entry["decision_id"]), entry["version"])
+                        "replayed" if result.replayed else "created",
+                        decision_id=result.view.decision_id,
+                        input_id=result.view.input_id,
+                        version=result.version,
+                        position=result.position,
                     )
                 )
-            else:
-                items.append(BatchItemResult(entry["status"], error=_error_from_record(entry["error"])))
+        self.ledger.index.insert_token_response(
+            batch_token,
+            batch_fingerprint,
+            json.dumps([_record_of(outcome, _token_of(item)) for outcome, item in zip(outcomes, items, strict=True)]),
+        )
+        head = self.ledger.index.head_position()
+        return CommandResult(BatchResult(run_id, outcomes), version=0, position=head, replayed=False)
+
+    def _from_record(self, run_id: str, record: str, *, replayed: bool) -> CommandResult[BatchResult]:
+        entries = json.loads(record)
+        receipts = self.ledger.index.token_receipts([entry["token"] for entry in entries if entry.get("token")])
+        items = [_item_from_record(entry, receipts.get(entry.get("token", ""))) for entry in entries]
         return CommandResult(
-            BatchResult(run_id, items),
-            version=0,
-            position=self.ledger.index.head_position(),
-            replayed=replayed,
+            BatchResult(run_id, items), version=0, position=self.ledger.index.head_position(), replayed=replayed
         )
 
 
-def _record_of(outcome: BatchItemResult) -> dict[str, Any]:
+def _token_of(item: Item) -> str | None:
+    return item.token if isinstance(item, RecordDecision) else None
+
+
+def _record_of(outcome: BatchItemResult, token: str | None) -> dict[str, Any]:
     """What the batch's token remembers of one item."""
-    if outcome.decision is not None:
-        decision = outcome.decision
-        if isinstance(decision, Decision):
-            return {"status": outcome.status, "decision_id": str(decision.id), "version": decision.version}
-        return {"status": outcome.status, "decision_id": decision.decision_id, "version": decision.version}
+    if outcome.decision_id is not None:
+        return {
+            "status": outcome.status,
+            "decision_id": outcome.decision_id,
+            "input_id": outcome.input_id,
+            "version": outcome.version,
+            "token": token,
+        }
     assert outcome.error is not None
     return {
         "status": outcome.status,
@@ -197,6 +176,18 @@ def _record_of(outcome: BatchItemResult) -> dict[str, Any]:
             "field": getattr(outcome.error, "field", None),
         },
     }
+
+
+def _item_from_record(entry: dict[str, Any], receipt: Any) -> BatchItemResult:
+    if "decision_id" in entry:
+        return BatchItemResult(
+            entry["status"],
+            decision_id=entry["decision_id"],
+            input_id=entry["input_id"],
+            version=entry["version"],
+            position=receipt.position if receipt is not None else None,
+        )
+    return BatchItemResult(entry["status"], error=_error_from_record(entry["error"]))
 
 
 def _error_from_record(record: dict[str, Any]) -> errors.LedgerError:

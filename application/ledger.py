@@ -81,7 +81,11 @@ class DecisionLedger(Application[UUID]):
             # Snapshots are derived, but the application trusts them: keep them unrewritable.
             self.index.protect(self.snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
         self.saved_listeners: list[Callable[[list[Recording[UUID]]], None]] = []
-        self.committer = GroupCommitter(self.save) if strtobool(self.env.get(GROUP_COMMIT, "y")) else None
+        self.committer = (
+            GroupCommitter(self.save, precheck=self._accepted_already)
+            if strtobool(self.env.get(GROUP_COMMIT, "y"))
+            else None
+        )
         # Which attempt each run this process believes open is in. A stale belief is
         # harmless: the seal gate refuses the write and the retry reloads the run.
         self._open_attempts: dict[str, int] = {}
@@ -124,6 +128,15 @@ class DecisionLedger(Application[UUID]):
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in self.saved_listeners:
             listener(recordings)
+
+    def _accepted_already(self, groups: list[Sequence[LedgerAggregate]]) -> set[int]:
+        """Which of these would-be saves carry a token the ledger already accepted (one query
+        for a whole group: redeliveries that another process answered first)."""
+        tokens_of = [
+            {event.token for aggregate in aggregates for event in aggregate.pending_events} for aggregates in groups
+        ]
+        accepted = set(self.index.token_receipts([token for tokens in tokens_of for token in tokens]))
+        return {index for index, tokens in enumerate(tokens_of) if tokens & accepted}
 
     def commit(self, *aggregates: LedgerAggregate, **kwargs: Any) -> list[Recording[UUID]]:
         """Save, through the group committer when there is one and nothing extra rides along."""

@@ -106,8 +106,13 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class BatchItemResult:
+    """One item's answer: where its decision is (created or replayed), or why not."""
+
     status: str  # created | replayed | conflict | invalid
-    decision: DecisionView | None = None
+    decision_id: str | None = None
+    input_id: str | None = None
+    version: int | None = None
+    position: int | None = None
     error: Exception | None = None
 
 

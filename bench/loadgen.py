@@ -3,8 +3,9 @@
     python -m bench.loadgen SPEC.json RESULT.json
 
 Closed loop: each of `concurrency` workers sends its next request only when the answer
-to its previous one has arrived, over an httpx async client with a connection per
-worker. It stops after `requests` requests, or after `duration` seconds, whichever
+to its previous one has arrived, over a connection per worker. The client is
+bench/leanhttp.py by default (httpx spends more CPU per request than the server does,
+which on 2 cores measures the client); `"client": "httpx"` in the spec selects httpx. It stops after `requests` requests, or after `duration` seconds, whichever
 the spec names; `warmup` requests (with keys of their own) go first, untimed.
 
 Workloads (the spec's "workload"):
@@ -36,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from bench import leanhttp
 from bench.common import decision_body, latency_summary
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -97,7 +99,7 @@ async def send(
         try:
             response = await client.request(method, path, content=body, headers=headers)
             break
-        except httpx.TransportError as error:
+        except (httpx.TransportError, leanhttp.TransportError) as error:
             if attempt == TRANSPORT_RETRIES:
                 recorder.note(started, None, tag, f"{type(error).__name__}: {error}")
                 return None
@@ -270,7 +272,13 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
     # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them.
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0)
     recorder = Recorder()
-    async with httpx.AsyncClient(base_url=spec["base_url"], limits=limits, timeout=spec.get("timeout", 120.0)) as client:
+    client_kind = spec.get("client", "lean")
+    client_cm: Any = (
+        httpx.AsyncClient(base_url=spec["base_url"], limits=limits, timeout=spec.get("timeout", 120.0))
+        if client_kind == "httpx"
+        else leanhttp.LeanClient(spec["base_url"], connections, timeout=spec.get("timeout", 120.0))
+    )
+    async with client_cm as client:
         warmup = int(spec.get("warmup", 0))
         if warmup:
             warm = WORKLOADS[spec["workload"]]({**spec, "requests": warmup, "key_prefix": spec.get("key_prefix", "") + "-warm"})
@@ -283,6 +291,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(workload.worker(client, recorder, number) for number in range(concurrency)))
         elapsed = (recorder.last_done or time.perf_counter()) - started
     result: dict[str, Any] = {
+        "client": client_kind,
         "workload": spec["workload"],
         "concurrency": concurrency,
         "requests": len(recorder.latencies),

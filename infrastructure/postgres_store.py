@@ -188,9 +188,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         return getattr(self._writing, "recorded_at", None)
 
     def _write_index(self, c: Cursor[DictRow], rows: LedgerIndexRows) -> None:
+        # Arrays go in binary (%b): the text format escapes every element with a regex.
         if rows.seals:
             c.execute(
-                SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::integer[])").format(
+                SQL("INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::integer[])").format(
                     self._table("seals")
                 ),
                 ([run_id for run_id, _ in rows.seals], [attempt for _, attempt in rows.seals]),
@@ -204,7 +205,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             )
         if rows.basis:
             c.execute(
-                SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::text[])").format(
+                SQL("INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::text[])").format(
                     self._table("basis")
                 ),
                 ([run_id for run_id, _ in rows.basis], [input_id for _, input_id in rows.basis]),
@@ -215,7 +216,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                 SQL(
                     "INSERT INTO {tokens} SELECT x.token, x.fingerprint, x.originator_id,"
                     " x.originator_version, e.notification_id, x.stored_response FROM"
-                    " unnest(%s::text[], %s::text[], %s::uuid[], %s::bigint[], %s::text[])"
+                    " unnest(%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::text[])"
                     "  AS x(token, fingerprint, originator_id, originator_version, stored_response)"
                     " LEFT JOIN {events} e ON e.originator_id = x.originator_id"
                     "  AND e.originator_version = x.originator_version"
@@ -229,7 +230,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                     "INSERT INTO {positions} SELECT e.notification_id, e.originator_id,"
                     " e.originator_version, x.run_id, e.topic,"
                     " (SELECT GREATEST(clock_timestamp(), MAX(recorded_at)) FROM {positions})"
-                    " FROM unnest(%s::uuid[], %s::bigint[], %s::text[])"
+                    " FROM unnest(%b::uuid[], %b::bigint[], %b::text[])"
                     "  AS x(originator_id, originator_version, run_id)"
                     " JOIN {events} e ON e.originator_id = x.originator_id"
                     "  AND e.originator_version = x.originator_version"

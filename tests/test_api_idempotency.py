@@ -361,9 +361,16 @@ def test_a_batch_answers_each_item_with_its_own_status(api: TestClient) -> None:
     assert [item["status"] for item in answer["items"]] == ["created", "replayed", "conflict", "invalid"]
     assert answer["counts"] == {"created": 1, "replayed": 1, "conflict": 1, "invalid": 1}
     created, replayed, conflict, invalid = answer["items"]
-    assert created["decision"]["input_id"] == "txn-3" and created["problem"] is None
-    assert replayed["decision"] == single
-    assert conflict["decision"] is None
+    # Created and replayed items say where their decision is; the decision reads back whole.
+    assert created["input_id"] == "txn-3" and created["version"] == 1 and created["problem"] is None
+    assert created["position"] > single["position"]
+    assert (replayed["decision_id"], replayed["version"], replayed["position"]) == (
+        single["decision_id"],
+        single["version"],
+        single["position"],
+    )
+    assert api.get(f"/decisions/{replayed['decision_id']}").json() == single
+    assert conflict["decision_id"] is None
     assert conflict["problem"]["type"] == "/problems/decision-already-recorded"
     assert conflict["problem"]["status"] == 409
     assert invalid["problem"]["type"] == "/problems/invalid-command"
@@ -394,12 +401,17 @@ def test_a_batch_item_retried_alone_replays_its_decision(api: TestClient) -> Non
     batch = api.post(
         f"/runs/{RUN_ID}/decisions/batch", json={"decisions": [batch_item("txn-1")]}, headers=keyed("batch-1")
     )
-    recorded = assert_executed(batch, 200)["items"][0]["decision"]
+    recorded = assert_executed(batch, 200)["items"][0]
     events_after_batch = event_count(api)
 
     # The same decision sent alone under that item key is a replay of it, not a new event.
     alone = api.post(f"/runs/{RUN_ID}/decisions", json=decision_body("txn-1"), headers=keyed("decide-txn-1"))
-    assert assert_replayed(alone, 201) == recorded
+    replayed = assert_replayed(alone, 201)
+    assert (replayed["decision_id"], replayed["version"], replayed["position"]) == (
+        recorded["decision_id"],
+        recorded["version"],
+        recorded["position"],
+    )
     assert event_count(api) == events_after_batch
 
 

@@ -230,9 +230,14 @@ class DecisionPublic(Outgoing):
 
 
 class BatchItemPublic(BaseModel):
+    """Where an item's decision is (read it with GET /decisions/{decision_id}), or why not."""
+
     index: int
     status: Literal["created", "replayed", "conflict", "invalid"]
-    decision: DecisionPublic | None = None
+    decision_id: str | None = None
+    input_id: str | None = None
+    version: int | None = None
+    position: int | None = None
     problem: Problem | None = None
 
 

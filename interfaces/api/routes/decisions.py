@@ -113,9 +113,10 @@ def record_decision_batch(
         BatchItemPublic(
             index=index,
             status=item.status,
-            decision=DecisionPublic.model_validate(item.decision, from_attributes=True)
-            if item.decision
-            else None,
+            decision_id=item.decision_id,
+            input_id=item.input_id,
+            version=item.version,
+            position=item.position,
             problem=problem_for_error(item.error) if isinstance(item.error, errors.LedgerError) else None,
         )
         for index, item in enumerate(result.view.items)
