@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -34,13 +34,17 @@ class DecisionBatches:
             receipt = self.ledger.index.token_receipt(batch_token)
             if receipt is not None:
                 if receipt.fingerprint != batch_fingerprint:
-                    raise errors.IdempotencyKeyReused("this idempotency key was already used for a different batch")
+                    raise errors.IdempotencyKeyReused(
+                        "this idempotency key was already used for a different batch"
+                    )
                 return self._from_record(run_id, receipt.stored_response or "[]", replayed=True)
             run_attempt = self.ledger.open_attempt(run_id, fresh=not first)
             outcomes, fresh = self._plan(run_id, items, run_attempt)
             # The answers are remembered in the same transaction as the new decisions. Their
             # positions are known only once saved: a replay reads them from the items' tokens.
-            record = json.dumps([_record_of(outcome, _token_of(items[index])) for index, outcome in enumerate(outcomes)])
+            record = json.dumps(
+                [_record_of(outcome, _token_of(items[index])) for index, outcome in enumerate(outcomes)]
+            )
             try:
                 recordings = self.ledger.save(
                     *fresh.values(), stored_responses=[(batch_token, batch_fingerprint, record)]
@@ -48,9 +52,13 @@ class DecisionBatches:
             except IntegrityError:
                 # A neighbour raced us: answer item by item, then remember the answers.
                 return self._one_by_one(run_id, items, batch_token, batch_fingerprint)
-            positions = {recording.domain_event.originator_id: recording.notification.id for recording in recordings}
+            positions = {
+                recording.domain_event.originator_id: recording.notification.id for recording in recordings
+            }
             answered = [
-                dataclasses.replace(outcome, position=positions[fresh[index].id]) if index in fresh else outcome
+                dataclasses.replace(outcome, position=positions[fresh[index].id])
+                if index in fresh
+                else outcome
                 for index, outcome in enumerate(outcomes)
             ]
             head = max(positions.values(), default=self.ledger.index.head_position())
@@ -64,93 +72,88 @@ class DecisionBatches:
         """Decide each item's fate without writing: invalid, conflict, replayed or created."""
         commands = [item for item in items if isinstance(item, RecordDecision)]
         receipts = self.ledger.index.token_receipts([command.token for command in commands])
-        outcomes: list[BatchItemResult] = []
         fresh: dict[int, Decision] = {}
-        seen_inputs: set[str] = set()
-        for index, item in enumerate(items):
-            if isinstance(item, errors.LedgerError):
-                outcomes.append(BatchItemResult("invalid", error=item))
-                continue
-            try:
-                if item.run_id != run_id:
-                    raise errors.InvalidCommand("an item names another run", field="run_id")
-                if item.input_id in seen_inputs:
-                    raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
-                seen_inputs.add(item.input_id)
-                receipt = receipts.get(item.token)
-                if receipt is not None:
-                    if receipt.fingerprint != item.fingerprint:
-                        raise errors.IdempotencyKeyReused(
-                            "this item's idempotency key was used for a different request"
-                        )
-                    outcomes.append(
-                        BatchItemResult(
-                            "replayed",
-                            decision_id=str(receipt.originator_id),
-                            input_id=item.input_id,
-                            version=receipt.originator_version,
-                            position=receipt.position,
-                        )
+
+        def plan_one(index: int, command: RecordDecision) -> BatchItemResult:
+            receipt = receipts.get(command.token)
+            if receipt is not None:
+                if receipt.fingerprint != command.fingerprint:
+                    raise errors.IdempotencyKeyReused(
+                        "this item's idempotency key was used for a different request"
                     )
-                    continue
-            except errors.InvalidCommand as error:
-                outcomes.append(BatchItemResult("invalid", error=error))
-                continue
-            except errors.LedgerError as error:
-                outcomes.append(BatchItemResult("conflict", error=error))
-                continue
-            decision = Decision.record(item, run_attempt)
-            fresh[index] = decision
-            outcomes.append(
-                BatchItemResult("created", decision_id=str(decision.id), input_id=item.input_id, version=1)
+                return BatchItemResult(
+                    "replayed",
+                    decision_id=str(receipt.originator_id),
+                    input_id=command.input_id,
+                    version=receipt.originator_version,
+                    position=receipt.position,
+                )
+            decision = fresh[index] = Decision.record(command, run_attempt)
+            return BatchItemResult(
+                "created", decision_id=str(decision.id), input_id=command.input_id, version=1
             )
-        return outcomes, fresh
+
+        return _each_item(run_id, items, plan_one), fresh
 
     def _one_by_one(
         self, run_id: str, items: Sequence[Item], batch_token: str, batch_fingerprint: str
     ) -> CommandResult[BatchResult]:
-        outcomes: list[BatchItemResult] = []
-        seen_inputs: set[str] = set()
-        for item in items:
-            if isinstance(item, errors.LedgerError):
-                outcomes.append(BatchItemResult("invalid", error=item))
-                continue
-            try:
-                if item.run_id != run_id:
-                    raise errors.InvalidCommand("an item names another run", field="run_id")
-                if item.input_id in seen_inputs:
-                    raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
-                seen_inputs.add(item.input_id)
-                result = self.ledger.record_decision(item)
-            except errors.InvalidCommand as error:
-                outcomes.append(BatchItemResult("invalid", error=error))
-            except errors.LedgerError as error:
-                outcomes.append(BatchItemResult("conflict", error=error))
-            else:
-                outcomes.append(
-                    BatchItemResult(
-                        "replayed" if result.replayed else "created",
-                        decision_id=result.view.decision_id,
-                        input_id=result.view.input_id,
-                        version=result.version,
-                        position=result.position,
-                    )
-                )
+        def record_one(index: int, command: RecordDecision) -> BatchItemResult:
+            result = self.ledger.record_decision(command)
+            return BatchItemResult(
+                "replayed" if result.replayed else "created",
+                decision_id=result.view.decision_id,
+                input_id=result.view.input_id,
+                version=result.version,
+                position=result.position,
+            )
+
+        outcomes = _each_item(run_id, items, record_one)
         self.ledger.index.insert_token_response(
             batch_token,
             batch_fingerprint,
-            json.dumps([_record_of(outcome, _token_of(item)) for outcome, item in zip(outcomes, items, strict=True)]),
+            json.dumps(
+                [_record_of(outcome, _token_of(item)) for outcome, item in zip(outcomes, items, strict=True)]
+            ),
         )
         head = self.ledger.index.head_position()
         return CommandResult(BatchResult(run_id, outcomes), version=0, position=head, replayed=False)
 
     def _from_record(self, run_id: str, record: str, *, replayed: bool) -> CommandResult[BatchResult]:
         entries = json.loads(record)
-        receipts = self.ledger.index.token_receipts([entry["token"] for entry in entries if entry.get("token")])
+        receipts = self.ledger.index.token_receipts(
+            [entry["token"] for entry in entries if entry.get("token")]
+        )
         items = [_item_from_record(entry, receipts.get(entry.get("token", ""))) for entry in entries]
         return CommandResult(
-            BatchResult(run_id, items), version=0, position=self.ledger.index.head_position(), replayed=replayed
+            BatchResult(run_id, items),
+            version=0,
+            position=self.ledger.index.head_position(),
+            replayed=replayed,
         )
+
+
+def _each_item(
+    run_id: str, items: Sequence[Item], answer: Callable[[int, RecordDecision], BatchItemResult]
+) -> list[BatchItemResult]:
+    """Each item's answer; a bad item is answered `invalid` or `conflict`, never raised."""
+    outcomes: list[BatchItemResult] = []
+    seen_inputs: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            if isinstance(item, errors.LedgerError):
+                raise item
+            if item.run_id != run_id:
+                raise errors.InvalidCommand("an item names another run", field="run_id")
+            if item.input_id in seen_inputs:
+                raise errors.DecisionAlreadyRecorded(f"input {item.input_id!r} appears twice in this batch")
+            seen_inputs.add(item.input_id)
+            outcomes.append(answer(index, item))
+        except errors.InvalidCommand as error:
+            outcomes.append(BatchItemResult("invalid", error=error))
+        except errors.LedgerError as error:
+            outcomes.append(BatchItemResult("conflict", error=error))
+    return outcomes
 
 
 def _token_of(item: Item) -> str | None:

@@ -36,7 +36,12 @@ class _Pending:
 
 class GroupCommitter:
     def __init__(
-        self, save: Save, *, precheck: Precheck | None = None, max_group: int = 500, name: str = "group-commit"
+        self,
+        save: Save,
+        *,
+        precheck: Precheck | None = None,
+        max_group: int = 500,
+        name: str = "group-commit",
     ) -> None:
         self._save = save
         self._precheck = precheck

@@ -133,7 +133,8 @@ class DecisionLedger(Application[UUID]):
         """Which of these would-be saves carry a token the ledger already accepted (one query
         for a whole group: redeliveries that another process answered first)."""
         tokens_of = [
-            {event.token for aggregate in aggregates for event in aggregate.pending_events} for aggregates in groups
+            {event.token for aggregate in aggregates for event in aggregate.pending_events}
+            for aggregates in groups
         ]
         accepted = set(self.index.token_receipts([token for tokens in tokens_of for token in tokens]))
         return {index for index, tokens in enumerate(tokens_of) if tokens & accepted}
