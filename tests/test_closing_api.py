@@ -15,6 +15,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from application.proofs import proof_digest
+from application.verification import StoreVerifier, verify_run_proof
 from domain.basis import basis_digest
 
 MODEL = {"name": "gbm", "version": "7"}
@@ -81,7 +83,23 @@ class Operator:
         return self.post(f"/actions/{action_id}/waive", {"reason": "refunded by hand"}, key=key)
 
     def close(self, *, key: str) -> dict[str, Any]:
-        return self.expect(self.post(f"/runs/{self.run_id}/close", key=key), 200)
+        verdict = self.expect(self.post(f"/runs/{self.run_id}/close", key=key), 200)
+        if verdict["verdict"] == "committed":
+            self.assert_proof_holds(verdict)
+        return verdict
+
+    def assert_proof_holds(self, verdict: dict[str, Any]) -> None:
+        """Every committed run's proof verifies offline, with the served key, and against
+        the stored events as of its seal."""
+        proof = self.get(f"/runs/{self.run_id}/proof")
+        assert proof_digest(proof) == verdict["proof_digest"]
+        public_key = self.get("/keys")["public_key"]
+        verify_run_proof(proof, public_key)
+        service = self.api.app.state.service
+        service.read_models.wait_for(proof["seal_position"])
+        StoreVerifier(service.ledger.recorder, service.read_models.audit_stream).verify_chain(
+            to_position=proof["seal_position"], proofs=[proof]
+        )
 
     def reopen(self, reason: str = "remediate", *, key: str) -> dict[str, Any]:
         return self.expect(self.post(f"/runs/{self.run_id}/reopen", {"reason": reason}, key=key), 200)
