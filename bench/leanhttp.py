@@ -47,45 +47,66 @@ class Response:
 
 
 class LeanClient:
+    """Keep-alive connections, `connections` per origin; absolute URLs name their origin."""
+
     def __init__(self, base_url: str, connections: int, timeout: float = 120.0) -> None:
-        parts = urlsplit(base_url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._authority = f"{self._host}:{self._port}".encode()
+        self._base = _origin(base_url) if base_url else None
+        self._connections = connections
         self._timeout = timeout
-        self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.Queue()
-        for _ in range(connections):
-            self._idle.put_nowait(None)  # opened on first use
+        self._pools: dict[
+            tuple[str, int], asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]
+        ] = {}
 
     async def __aenter__(self) -> LeanClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        while not self._idle.empty():
-            connection = self._idle.get_nowait()
-            if connection is not None:
-                connection[1].close()
+        for pool in self._pools.values():
+            while not pool.empty():
+                connection = pool.get_nowait()
+                if connection is not None:
+                    connection[1].close()
+
+    def _pool(
+        self, origin: tuple[str, int]
+    ) -> asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]:
+        if origin not in self._pools:
+            pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.Queue()
+            for _ in range(self._connections):
+                pool.put_nowait(None)  # opened on first use
+            self._pools[origin] = pool
+        return self._pools[origin]
 
     async def request(
-        self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
+        self, method: str, url: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
     ) -> Response:
-        connection = await self._idle.get()
+        if url.startswith(("http://", "https://")):
+            parts = urlsplit(url)
+            origin = _origin(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+        else:
+            assert self._base is not None, "a relative URL needs a base URL"
+            origin, path = self._base, url
+        pool = self._pool(origin)
+        connection = await pool.get()
         try:
             if connection is None:
-                connection = await asyncio.open_connection(self._host, self._port)
+                connection = await asyncio.open_connection(*origin)
             response = await asyncio.wait_for(
-                self._exchange(connection, method, path, content, headers or {}), self._timeout
+                self._exchange(connection, origin, method, path, content, headers or {}), self._timeout
             )
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as error:
             if connection is not None:
                 connection[1].close()
-            self._idle.put_nowait(None)
+            pool.put_nowait(None)
             raise TransportError(f"{type(error).__name__}: {error}") from error
-        self._idle.put_nowait(None if response.headers.get("connection") == "close" else connection)
+        pool.put_nowait(None if response.headers.get("connection") == "close" else connection)
         return response
 
     async def _exchange(
         self,
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        origin: tuple[str, int],
         method: str,
         path: str,
         content: bytes | None,
@@ -95,7 +116,7 @@ class LeanClient:
         body = content or b""
         head = [
             f"{method} {path} HTTP/1.1".encode(),
-            b"host: " + self._authority,
+            f"host: {origin[0]}:{origin[1]}".encode(),
             f"content-length: {len(body)}".encode(),
         ]
         head += [f"{name}: {value}".encode() for name, value in headers.items()]
@@ -117,3 +138,8 @@ class LeanClient:
         else:
             payload = await reader.readexactly(int(received.get("content-length", "0")))
         return Response(method, path, status, received, payload)
+
+
+def _origin(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
