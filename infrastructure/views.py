@@ -223,7 +223,10 @@ class _PostgresRows:
         self.cursor = cursor
 
     def execute(self, statement: str, params: Sequence[Any]) -> None:
-        self.cursor.execute(statement, params)  # type: ignore[arg-type]
+        # Planned afresh each time: views grow from empty within a transaction (a rebuild,
+        # a big catch-up page), and a generic plan prepared while a table was empty would
+        # scan the whole table for every IN list.
+        self.cursor.execute(statement, params, prepare=False)  # type: ignore[arg-type]
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         self.cursor.executemany(statement, rows)  # type: ignore[arg-type]
