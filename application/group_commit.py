@@ -26,6 +26,10 @@ Save = Callable[..., list[Recording[UUID]]]
 Precheck = Callable[[list[Sequence[Any]]], set[int]]
 
 
+class TokenAlreadyAccepted(IntegrityError):
+    """The command's token is already in the ledger: a redelivery, not a race to back off from."""
+
+
 @dataclass
 class _Pending:
     aggregates: Sequence[Any]
@@ -106,7 +110,7 @@ class GroupCommitter:
                 conflicting = set()
             if conflicting:
                 for index in sorted(conflicting):
-                    group[index].error = IntegrityError("this command's token was already accepted")
+                    group[index].error = TokenAlreadyAccepted("this command's token was already accepted")
                     group[index].done.set()
                 group = [pending for index, pending in enumerate(group) if index not in conflicting]
                 self.requests += len(conflicting)
