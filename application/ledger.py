@@ -93,6 +93,10 @@ class DecisionLedger(Application[UUID]):
         self._answers = AnswerCache()
         self._recently_known: dict[tuple[UUID, int], datetime] = {}
         self._recently_known_lock = threading.Lock()
+        # Receipts never change once written: those a group's precheck found are kept for
+        # the retries that follow it (redeliveries first answered by another process).
+        self._found_receipts: dict[str, TokenReceipt] = {}
+        self._found_receipts_lock = threading.Lock()
 
     @property
     def index(self) -> LedgerIndex:
@@ -117,13 +121,16 @@ class DecisionLedger(Application[UUID]):
         # Remember when these events became known, so the answer needs no second query.
         known_at = self.index.last_knowledge_time()
         if known_at is not None:
-            with self._recently_known_lock:
-                if len(self._recently_known) > 50_000:
-                    self._recently_known.clear()
-                for recording in recordings:
-                    event = recording.domain_event
-                    self._recently_known[(event.originator_id, event.originator_version)] = known_at
+            for recording in recordings:
+                event = recording.domain_event
+                self._remember_known_time(event.originator_id, event.originator_version, known_at)
         return recordings
+
+    def _remember_known_time(self, aggregate_id: UUID, version: int, known_at: datetime) -> None:
+        with self._recently_known_lock:
+            if len(self._recently_known) > 50_000:
+                self._recently_known.clear()
+            self._recently_known[(aggregate_id, version)] = known_at
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in self.saved_listeners:
@@ -136,8 +143,13 @@ class DecisionLedger(Application[UUID]):
             {event.token for aggregate in aggregates for event in aggregate.pending_events}
             for aggregates in groups
         ]
-        accepted = set(self.index.token_receipts([token for tokens in tokens_of for token in tokens]))
-        return {index for index, tokens in enumerate(tokens_of) if tokens & accepted}
+        accepted = self.index.token_receipts([token for tokens in tokens_of for token in tokens])
+        if accepted:
+            with self._found_receipts_lock:
+                if len(self._found_receipts) > 10_000:
+                    self._found_receipts.clear()
+                self._found_receipts.update(accepted)
+        return {index for index, tokens in enumerate(tokens_of) if not tokens.isdisjoint(accepted)}
 
     def commit(self, *aggregates: LedgerAggregate, **kwargs: Any) -> list[Recording[UUID]]:
         """Save, through the group committer when there is one and nothing extra rides along."""
@@ -450,7 +462,10 @@ class DecisionLedger(Application[UUID]):
 
     def receipt(self, command: Command) -> TokenReceipt | None:
         """The receipt of this command's token, if an earlier delivery was accepted."""
-        receipt = self.index.token_receipt(command.token)
+        with self._found_receipts_lock:
+            receipt = self._found_receipts.pop(command.token, None)
+        if receipt is None:
+            receipt = self.index.token_receipt(command.token)
         if receipt is None:
             return None
         if receipt.fingerprint != command.fingerprint:
@@ -517,6 +532,8 @@ class DecisionLedger(Application[UUID]):
 
     def _replayed(self, receipt: TokenReceipt, kind: type[AggregateT], view: ViewOf) -> CommandResult[Any]:
         assert receipt.originator_id is not None and receipt.originator_version is not None
+        if receipt.recorded_at is not None:
+            self._remember_known_time(receipt.originator_id, receipt.originator_version, receipt.recorded_at)
         aggregate = self.at_version(receipt.originator_id, kind, receipt.originator_version)
         position = receipt.position or self.position_of(aggregate.id, aggregate.version)
         return CommandResult(view(aggregate, position), aggregate.version, position, True)
@@ -550,7 +567,8 @@ class DecisionLedger(Application[UUID]):
     def _known_at(self, aggregate_id: UUID, first: int, last: int) -> tuple[datetime, datetime]:
         """When an aggregate's first and last events became known: the knowledge times
         that as_of reads by (from memory for this process's recent writes)."""
-        return self._known_time(aggregate_id, first), self._known_time(aggregate_id, last)
+        first_known = self._known_time(aggregate_id, first)
+        return first_known, first_known if last == first else self._known_time(aggregate_id, last)
 
     def _known_time(self, aggregate_id: UUID, version: int) -> datetime:
         with self._recently_known_lock:
@@ -559,6 +577,7 @@ class DecisionLedger(Application[UUID]):
             return known
         position = self.index.event_position(aggregate_id, version)
         assert position is not None, (aggregate_id, version)
+        self._remember_known_time(aggregate_id, version, position.recorded_at)
         return position.recorded_at
 
     def _run_view(self, run: Run, position: int) -> RunView:

@@ -54,6 +54,8 @@ class TokenReceipt:
     originator_version: int | None
     position: int | None
     stored_response: str | None
+    #: When the event the token produced became known (None for a batch's own token).
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -265,18 +265,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         )
         return {row["input_id"] for row in rows}
 
-    def token_receipt(self, token: str) -> TokenReceipt | None:
-        rows = self._fetchall(
-            SQL("SELECT * FROM {} WHERE token = %s").format(self._table("tokens")), (token,)
+    def _receipts(self) -> Composed:
+        """A token's receipt, with when its event became known."""
+        return SQL("SELECT t.*, p.recorded_at FROM {} t LEFT JOIN {} p ON p.position = t.position").format(
+            self._table("tokens"), self._table("positions")
         )
+
+    def token_receipt(self, token: str) -> TokenReceipt | None:
+        rows = self._fetchall(SQL("{} WHERE t.token = %s").format(self._receipts()), (token,))
         if not rows:
             return None
         return TokenReceipt(**rows[0])
 
     def token_receipts(self, tokens: Sequence[str]) -> dict[str, TokenReceipt]:
-        rows = self._fetchall(
-            SQL("SELECT * FROM {} WHERE token = ANY(%s)").format(self._table("tokens")), (list(tokens),)
-        )
+        rows = self._fetchall(SQL("{} WHERE t.token = ANY(%s)").format(self._receipts()), (list(tokens),))
         return {row["token"]: TokenReceipt(**row) for row in rows}
 
     @staticmethod

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     #: How long a query waits for `min_position` (seconds).
     read_timeout: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: Memory per API process for first answers, replayed byte for byte to redeliveries (0: off).
+    replay_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False
 

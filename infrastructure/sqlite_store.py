@@ -37,6 +37,12 @@ def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+#: A token's receipt, with when its event became known.
+_RECEIPTS = (
+    "SELECT t.*, p.recorded_at FROM ledger_tokens t LEFT JOIN ledger_positions p ON p.position = t.position"
+)
+
+
 class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
     """The library's listen/notify subscription, woken by a timer instead of NOTIFY."""
 
@@ -211,7 +217,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
         return admitted
 
     def token_receipt(self, token: str) -> TokenReceipt | None:
-        rows = self._fetchall("SELECT * FROM ledger_tokens WHERE token = ?", (token,))
+        rows = self._fetchall(f"{_RECEIPTS} WHERE t.token = ?", (token,))
         return self._receipt(rows[0]) if rows else None
 
     def token_receipts(self, tokens: Sequence[str]) -> dict[str, TokenReceipt]:
@@ -219,9 +225,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
         distinct = list(dict.fromkeys(tokens))
         for start in range(0, len(distinct), _MAX_PARAMS):
             chunk = distinct[start : start + _MAX_PARAMS]
-            rows = self._fetchall(
-                f"SELECT * FROM ledger_tokens WHERE token IN ({','.join('?' * len(chunk))})", chunk
-            )
+            rows = self._fetchall(f"{_RECEIPTS} WHERE t.token IN ({','.join('?' * len(chunk))})", chunk)
             receipts.update((row["token"], self._receipt(row)) for row in rows)
         return receipts
 
@@ -234,6 +238,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
             originator_version=row["originator_version"],
             position=row["position"],
             stored_response=row["stored_response"],
+            recorded_at=datetime.fromisoformat(row["recorded_at"]) if row["recorded_at"] else None,
         )
 
     @staticmethod

@@ -14,6 +14,7 @@ from infrastructure.settings import Settings
 from interfaces.api.limits import BodySizeLimit
 from interfaces.api.metrics import ApiMetrics
 from interfaces.api.problems import install_problem_handlers
+from interfaces.api.replays import ReplayedAnswers
 from interfaces.api.routes import actions, decisions, operations, runs
 from interfaces.api.schemas import DecisionBatchItem
 from interfaces.api.security import Authenticator
@@ -46,11 +47,16 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
         version="0.1.0",
         summary="Idempotent decisions and actions, append-only history, fail-closed runs with proofs.",
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics). FastAPI's OpenTelemetry bridge would otherwise
+        # look for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.authenticator = Authenticator(settings.all_api_keys())
     install_problem_handlers(app)
+    authenticator = app.state.authenticator
+    app.add_middleware(ReplayedAnswers, authenticator=authenticator, max_bytes=settings.replay_cache_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(metrics.middleware)
     for router in (runs.router, decisions.router, actions.router, operations.router):

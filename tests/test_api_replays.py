@@ -1,0 +1,217 @@
+"""Redeliveries answered from the bytes of the first answer (interfaces/api/replays.py):
+byte for byte, without reaching the ledger, and never for another body, another
+principal, an unauthenticated caller, or an answer that was an error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from infrastructure.settings import ApiKeyEntry, Role, Settings
+from interfaces.api.app import create_app
+from interfaces.api.replays import AnswerStore, _Answer
+from interfaces.api.security import hash_api_key
+from tests.api_helpers import (
+    RUN_ID,
+    assert_executed,
+    assert_problem,
+    assert_replayed,
+    decision_body,
+    event_count,
+    keyed,
+    open_run,
+)
+
+DECISIONS = f"/runs/{RUN_ID}/decisions"
+LANE_A_KEY = "dlk_lane-a-replays-0123456789"
+LANE_B_KEY = "dlk_lane-b-replays-0123456789"
+OPERATOR_KEY = "dlk_operator-replays-0123456789"
+
+
+class LedgerCalls:
+    """Counts the ledger's record_decision calls (and can forbid them)."""
+
+    def __init__(self, api: TestClient, monkeypatch: pytest.MonkeyPatch, *, forbid: bool = False) -> None:
+        ledger = api.app.state.service.ledger  # type: ignore[attr-defined]
+        original = ledger.record_decision
+        self.count = 0
+
+        def counted(command: Any) -> Any:
+            self.count += 1
+            if forbid:
+                raise AssertionError("the ledger was reached for a redelivery")
+            return original(command)
+
+        monkeypatch.setattr(ledger, "record_decision", counted)
+
+
+def raw(body: dict[str, Any], *, indent: int | None = None) -> bytes:
+    return json.dumps(body, indent=indent).encode()
+
+
+def post_raw(api: TestClient, path: str, content: bytes, key: str, **headers: str) -> Any:
+    return api.post(
+        path, content=content, headers=keyed(key, **{"content-type": "application/json", **headers})
+    )
+
+
+def test_a_redelivery_gets_the_first_answer_byte_for_byte_without_reaching_the_ledger(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_run(api)
+    first = post_raw(api, DECISIONS, raw(decision_body("txn-1")), "d-1")
+    assert_executed(first, 201)
+    written = event_count(api)
+    LedgerCalls(api, monkeypatch, forbid=True)
+
+    again = post_raw(api, DECISIONS, raw(decision_body("txn-1")), "d-1")
+
+    assert_replayed(again, 201)
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert again.headers["content-length"] == first.headers["content-length"]
+    assert event_count(api) == written
+
+
+def test_the_same_payload_in_other_bytes_replays_through_the_ledger(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_run(api)
+    first = post_raw(api, DECISIONS, raw(decision_body("txn-1")), "d-1")
+    calls = LedgerCalls(api, monkeypatch)
+
+    again = post_raw(api, DECISIONS, raw(decision_body("txn-1"), indent=2), "d-1")
+
+    assert calls.count == 1
+    assert assert_replayed(again, 201) == first.json()
+
+
+def test_another_payload_under_the_key_is_refused_not_replayed(api: TestClient) -> None:
+    open_run(api)
+    assert_executed(post_raw(api, DECISIONS, raw(decision_body("txn-1")), "d-1"), 201)
+    written = event_count(api)
+
+    other = post_raw(api, DECISIONS, raw(decision_body("txn-1", outcome="approve")), "d-1")
+
+    assert_problem(other, 422, "idempotency-key-reused")
+    assert event_count(api) == written
+
+
+def test_an_error_is_not_kept_so_the_corrected_situation_executes(api: TestClient) -> None:
+    body = raw(decision_body("txn-1"))
+    assert_problem(post_raw(api, DECISIONS, body, "d-1"), 404, "run-not-found")
+    open_run(api)
+
+    assert_executed(post_raw(api, DECISIONS, body, "d-1"), 201)
+
+
+def test_a_batch_redelivery_gets_the_first_answer_byte_for_byte(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_run(api)
+    items = [{"idempotency_key": f"item-{n}", **decision_body(f"txn-{n}")} for n in range(3)]
+    first = post_raw(api, f"{DECISIONS}/batch", raw({"decisions": items}), "batch-1")
+    assert_executed(first, 200)
+    monkeypatch.setattr(
+        api.app.state.service.ledger,  # type: ignore[attr-defined]
+        "record_decision_batch",
+        lambda *args: pytest.fail("the ledger was reached for a redelivered batch"),
+    )
+
+    again = post_raw(api, f"{DECISIONS}/batch", raw({"decisions": items}), "batch-1")
+
+    assert_replayed(again, 200)
+    assert again.content == first.content
+
+
+def test_with_no_memory_for_answers_every_redelivery_reaches_the_ledger(
+    api_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = api_settings.model_copy(update={"replay_cache_bytes": 0})
+    with TestClient(create_app(settings)) as api:
+        open_run(api)
+        first = post_raw(api, DECISIONS, raw(decision_body("txn-1")), "d-1")
+        calls = LedgerCalls(api, monkeypatch)
+
+        again = post_raw(api, DECISIONS, raw(decision_body("txn-1")), "d-1")
+
+        assert calls.count == 1
+        assert assert_replayed(again, 201) == first.json()
+
+
+@pytest.fixture
+def lanes_api(database_url: str, signing_key_hex: str) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=database_url,
+        signing_key=signing_key_hex,
+        api_keys_file=None,
+        api_keys=[
+            ApiKeyEntry(principal="lane-a", roles=[Role.WRITER], key_sha256=hash_api_key(LANE_A_KEY)),
+            ApiKeyEntry(principal="lane-b", roles=[Role.WRITER], key_sha256=hash_api_key(LANE_B_KEY)),
+            ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
+        ],
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/runs",
+            json={"run_id": RUN_ID, "lane": "fraud"},
+            headers=keyed("open", Authorization=f"Bearer {OPERATOR_KEY}"),
+        )
+        assert response.status_code == 201, response.text
+        yield client
+
+
+def test_another_principals_redelivery_is_never_answered_from_the_first_answer(
+    lanes_api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = raw(decision_body("txn-1"))
+    assert_executed(post_raw(lanes_api, DECISIONS, body, "d-1", Authorization=f"Bearer {LANE_A_KEY}"), 201)
+    calls = LedgerCalls(lanes_api, monkeypatch)
+
+    post_raw(lanes_api, DECISIONS, body, "d-1", Authorization=f"Bearer {LANE_B_KEY}")
+
+    # lane-b's key is its own: its command goes to the ledger, which judges it there.
+    assert calls.count == 1
+
+
+def test_a_redelivery_without_credentials_is_refused(lanes_api: TestClient) -> None:
+    body = raw(decision_body("txn-1"))
+    assert_executed(post_raw(lanes_api, DECISIONS, body, "d-1", Authorization=f"Bearer {LANE_A_KEY}"), 201)
+
+    assert_problem(post_raw(lanes_api, DECISIONS, body, "d-1"), 401, "unauthorized")
+    unknown = post_raw(lanes_api, DECISIONS, body, "d-1", Authorization="Bearer dlk_not-a-key")
+    assert_problem(unknown, 401, "unauthorized")
+
+
+# --- The store's memory budget ------------------------------------------------------------
+
+
+def answer(body_size: int) -> _Answer:
+    return _Answer(b"digest", 201, [(b"content-type", b"application/json")], b"x" * body_size, None)
+
+
+def test_the_store_drops_the_least_recently_used_answers_beyond_its_budget() -> None:
+    size = answer(1000).size
+    store = AnswerStore(max_bytes=3 * size)
+    for name in ("a", "b", "c"):
+        store.put(("p", "/x", name.encode()), answer(1000))
+    assert store.get(("p", "/x", b"a")) is not None  # a is now the most recently used
+
+    store.put(("p", "/x", b"d"), answer(1000))
+
+    assert store.get(("p", "/x", b"b")) is None
+    assert all(store.get(("p", "/x", name)) is not None for name in (b"a", b"c", b"d"))
+    assert store.bytes == 3 * size
+
+
+def test_the_store_never_keeps_an_answer_bigger_than_its_budget() -> None:
+    store = AnswerStore(max_bytes=500)
+
+    store.put(("p", "/x", b"big"), answer(1000))
+
+    assert len(store) == 0
+    assert store.bytes == 0
