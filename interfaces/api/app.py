@@ -59,8 +59,10 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
     app.add_middleware(ReplayedAnswers, authenticator=authenticator, max_bytes=settings.replay_cache_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(metrics.middleware)
+    # The routes join the app's own router: an included router is walked again (its routes'
+    # version recomputed) for every request.
     for router in (runs.router, decisions.router, actions.router, operations.router):
-        app.include_router(router)
+        app.router.routes.extend(router.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

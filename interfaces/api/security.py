@@ -27,6 +27,10 @@ class Principal:
     roles: frozenset[Role]
 
 
+#: Who every request is in open local mode: one principal with every role.
+_LOCAL = Principal(LOCAL_PRINCIPAL, frozenset(Role))
+
+
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -44,7 +48,7 @@ class Authenticator:
 
     def authenticate(self, request: Request) -> Principal:
         if self.open_local_mode:
-            return Principal(LOCAL_PRINCIPAL, frozenset(Role))
+            return _LOCAL
         presented = _presented_key(request)
         if presented is None:
             raise HttpProblem(
