@@ -18,6 +18,17 @@ MODEL = {"name": "gbm", "version": "7"}
 CONSOLE_SCRIPT = Path(sys.executable).with_name("decision-ledger")
 
 
+#: API keys of the secured app (conftest's `secured_api`): two scoring lanes, an operator, an auditor.
+WRITER_KEY = "dlk_writer-lane-a-0123456789"
+SECOND_WRITER_KEY = "dlk_writer-lane-b-0123456789"
+OPERATOR_KEY = "dlk_operator-ops-0123456789"
+AUDITOR_KEY = "dlk_auditor-audit-0123456789"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

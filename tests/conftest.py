@@ -68,9 +68,7 @@ class PostgresSchema:
 
     def drop(self) -> None:
         with self.connect() as connection:
-            connection.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.name))
-            )
+            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.name)))
 
 
 @pytest.fixture
@@ -126,4 +124,29 @@ def api(api_settings):
     from interfaces.api.app import create_app
 
     with TestClient(create_app(api_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def secured_api(database_url: str, signing_key_hex: str):
+    """The real app with keys for two scoring lanes (writers), an operator and an auditor."""
+    from fastapi.testclient import TestClient
+
+    from infrastructure.settings import ApiKeyEntry, Role, Settings
+    from interfaces.api.app import create_app
+    from interfaces.api.security import hash_api_key
+    from tests.api_helpers import AUDITOR_KEY, OPERATOR_KEY, SECOND_WRITER_KEY, WRITER_KEY
+
+    settings = Settings(
+        database_url=database_url,
+        signing_key=signing_key_hex,
+        api_keys_file=None,
+        api_keys=[
+            ApiKeyEntry(principal="lane-a", roles=[Role.WRITER], key_sha256=hash_api_key(WRITER_KEY)),
+            ApiKeyEntry(principal="lane-b", roles=[Role.WRITER], key_sha256=hash_api_key(SECOND_WRITER_KEY)),
+            ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
+            ApiKeyEntry(principal="audit", roles=[Role.AUDITOR], key_sha256=hash_api_key(AUDITOR_KEY)),
+        ],
+    )
+    with TestClient(create_app(settings)) as client:
         yield client

@@ -5,21 +5,23 @@ principal, an unauthenticated caller, or an answer that was an error."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from infrastructure.settings import ApiKeyEntry, Role, Settings
+from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.api.replays import AnswerStore, _Answer
-from interfaces.api.security import hash_api_key
 from tests.api_helpers import (
+    OPERATOR_KEY,
     RUN_ID,
+    SECOND_WRITER_KEY,
+    WRITER_KEY,
     assert_executed,
     assert_problem,
     assert_replayed,
+    bearer,
     decision_body,
     event_count,
     keyed,
@@ -27,9 +29,6 @@ from tests.api_helpers import (
 )
 
 DECISIONS = f"/runs/{RUN_ID}/decisions"
-LANE_A_KEY = "dlk_lane-a-replays-0123456789"
-LANE_B_KEY = "dlk_lane-b-replays-0123456789"
-OPERATOR_KEY = "dlk_operator-replays-0123456789"
 
 
 class LedgerCalls:
@@ -144,35 +143,23 @@ def test_with_no_memory_for_answers_every_redelivery_reaches_the_ledger(
 
 
 @pytest.fixture
-def lanes_api(database_url: str, signing_key_hex: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=database_url,
-        signing_key=signing_key_hex,
-        api_keys_file=None,
-        api_keys=[
-            ApiKeyEntry(principal="lane-a", roles=[Role.WRITER], key_sha256=hash_api_key(LANE_A_KEY)),
-            ApiKeyEntry(principal="lane-b", roles=[Role.WRITER], key_sha256=hash_api_key(LANE_B_KEY)),
-            ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
-        ],
+def lanes_api(secured_api: TestClient) -> TestClient:
+    """The secured app, with the run opened by its operator."""
+    response = secured_api.post(
+        "/runs", json={"run_id": RUN_ID, "lane": "fraud"}, headers=keyed("open", **bearer(OPERATOR_KEY))
     )
-    with TestClient(create_app(settings)) as client:
-        response = client.post(
-            "/runs",
-            json={"run_id": RUN_ID, "lane": "fraud"},
-            headers=keyed("open", Authorization=f"Bearer {OPERATOR_KEY}"),
-        )
-        assert response.status_code == 201, response.text
-        yield client
+    assert response.status_code == 201, response.text
+    return secured_api
 
 
 def test_another_principals_redelivery_is_never_answered_from_the_first_answer(
     lanes_api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = raw(decision_body("txn-1"))
-    assert_executed(post_raw(lanes_api, DECISIONS, body, "d-1", Authorization=f"Bearer {LANE_A_KEY}"), 201)
+    assert_executed(post_raw(lanes_api, DECISIONS, body, "d-1", **bearer(WRITER_KEY)), 201)
     calls = LedgerCalls(lanes_api, monkeypatch)
 
-    post_raw(lanes_api, DECISIONS, body, "d-1", Authorization=f"Bearer {LANE_B_KEY}")
+    post_raw(lanes_api, DECISIONS, body, "d-1", **bearer(SECOND_WRITER_KEY))
 
     # lane-b's key is its own: its command goes to the ledger, which judges it there.
     assert calls.count == 1
@@ -180,7 +167,7 @@ def test_another_principals_redelivery_is_never_answered_from_the_first_answer(
 
 def test_a_redelivery_without_credentials_is_refused(lanes_api: TestClient) -> None:
     body = raw(decision_body("txn-1"))
-    assert_executed(post_raw(lanes_api, DECISIONS, body, "d-1", Authorization=f"Bearer {LANE_A_KEY}"), 201)
+    assert_executed(post_raw(lanes_api, DECISIONS, body, "d-1", **bearer(WRITER_KEY)), 201)
 
     assert_problem(post_raw(lanes_api, DECISIONS, body, "d-1"), 401, "unauthorized")
     unknown = post_raw(lanes_api, DECISIONS, body, "d-1", Authorization="Bearer dlk_not-a-key")

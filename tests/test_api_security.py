@@ -6,51 +6,27 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from infrastructure.settings import ApiKeyEntry, ConfigurationError, Role, Settings
-from interfaces.api.app import create_app
-from interfaces.api.security import hash_api_key, refuse_open_mode_off_loopback
+from infrastructure.settings import ConfigurationError
+from interfaces.api.security import refuse_open_mode_off_loopback
 from tests.api_helpers import (
+    AUDITOR_KEY,
     CONSOLE_SCRIPT,
+    OPERATOR_KEY,
     RUN_ID,
+    SECOND_WRITER_KEY,
+    WRITER_KEY,
     assert_problem,
+    bearer,
     decision_body,
     event_count,
     free_port,
     keyed,
 )
-
-WRITER_KEY = "dlk_writer-lane-a-0123456789"
-SECOND_WRITER_KEY = "dlk_writer-lane-b-0123456789"
-OPERATOR_KEY = "dlk_operator-ops-0123456789"
-AUDITOR_KEY = "dlk_auditor-audit-0123456789"
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def secured_api(database_url: str, signing_key_hex: str) -> Iterator[TestClient]:
-    """The real app with keys for two scoring lanes (writers), an operator and an auditor."""
-    settings = Settings(
-        database_url=database_url,
-        signing_key=signing_key_hex,
-        api_keys_file=None,
-        api_keys=[
-            ApiKeyEntry(principal="lane-a", roles=[Role.WRITER], key_sha256=hash_api_key(WRITER_KEY)),
-            ApiKeyEntry(principal="lane-b", roles=[Role.WRITER], key_sha256=hash_api_key(SECOND_WRITER_KEY)),
-            ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
-            ApiKeyEntry(principal="audit", roles=[Role.AUDITOR], key_sha256=hash_api_key(AUDITOR_KEY)),
-        ],
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def open_run_as_operator(api: TestClient) -> None:
