@@ -359,9 +359,18 @@ def scenario_batch(bench: Bench) -> None:
 
 
 def scenario_replay(bench: Bench) -> None:
+    """With several API processes a re-sent request reaches the process that answered it
+    first (answered from memory) or another one (answered by the ledger, from the token's
+    receipt): the storm runs with the configured workers, and with one process."""
+    for workers in dict.fromkeys((bench.arguments.workers, 1)):
+        replay_storm(bench, workers)
+
+
+def replay_storm(bench: Bench, workers: int) -> None:
     requests = bench.scale.replay_requests
-    bench.say(f"replay storm: {requests} single-decision POSTs at concurrency 32, then the same again ...")
-    with database("postgres", bench.postgres_url) as target, Server(target, workers=bench.arguments.workers) as server:
+    processes = f"{workers} API process{'es' if workers > 1 else ''}"
+    bench.say(f"replay storm ({processes}): {requests} single-decision POSTs at concurrency 32, then the same again ...")
+    with database("postgres", bench.postgres_url) as target, Server(target, workers=workers) as server:
         post(server, "/runs", "open-bench", {"run_id": "bench", "lane": "fraud"})
         spec = decisions_spec(server, "bench", 32, requests=requests, warmup=64, key_prefix="storm")
         before_write = count_events(target)
@@ -371,12 +380,12 @@ def scenario_replay(bench: Bench) -> None:
         after_replay = count_events(target)
     write["events_written"] = before_replay - before_write
     replay["events_written"] = after_replay - before_replay
-    bench.raw["replay"] = {"write": write, "replay": replay}
-    write_row = load_row("replay storm: first sent", "postgres", write)
-    write_row.notes.append(f"{write['events_written']} events written (warm-up included)")
+    bench.raw.setdefault("replay", {})[f"workers={workers}"] = {"write": write, "replay": replay}
+    write_row = load_row(f"replay storm: first sent ({workers}w)", "postgres", write)
+    write_row.notes.append(f"{write['events_written']} events written (warm-up included); {processes}")
     checked(bench, "replay (write)", write, write_row)
     bench.rows.append(write_row)
-    row = load_row("replay storm: re-sent", "postgres", replay)
+    row = load_row(f"replay storm: re-sent ({workers}w)", "postgres", replay)
     row.baseline = "first delivery (c=32)"
     row.baseline_rate = write["throughput_rps"]
     row.ratio = replay["throughput_rps"] / write["throughput_rps"]
@@ -385,7 +394,7 @@ def scenario_replay(bench: Bench) -> None:
     row.met = row.ratio >= T_REPLAY and replay["events_written"] == 0
     row.notes.append(
         f"events before {before_replay}, after {after_replay}: {replay['events_written']} written; "
-        f"{replayed} of {replay['requests']} answers marked Idempotent-Replayed"
+        f"{replayed} of {replay['requests']} answers marked Idempotent-Replayed; {processes}"
     )
     if replayed != replay["requests"]:
         row.met = False

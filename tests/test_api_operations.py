@@ -50,3 +50,13 @@ def test_requests_are_counted_by_route_template(api: TestClient) -> None:
         metric(api, "decision_ledger_http_requests_total", method="GET", route="/runs/{run_id}", status="404")
         == 2
     )
+
+
+def test_a_redelivery_answered_from_memory_is_counted_under_its_route(api: TestClient) -> None:
+    open_run(api)
+    for _ in range(3):
+        api.post(f"/runs/{RUN_ID}/decisions", json=decision_body(), headers=keyed("decide-txn-1"))
+
+    route = "/runs/{run_id}/decisions"
+    assert metric(api, "decision_ledger_idempotent_replays_total", route=route) == 2
+    assert metric(api, "decision_ledger_http_requests_total", method="POST", route=route, status="201") == 3
