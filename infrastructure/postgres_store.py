@@ -248,18 +248,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
 
     # --- Reading --------------------------------------------------------------------
 
-    def _fetchall(self, statement: Composed, params: Sequence[Any] = ()) -> list[DictRow]:
+    def _fetchall(
+        self, statement: Composed, params: Sequence[Any] = (), *, prepare: bool = True
+    ) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as c:
-            c.execute(statement, params, prepare=True)
+            c.execute(statement, params, prepare=prepare)
             return c.fetchall()
 
     def admitted_among(self, run_id: str, input_ids: Sequence[str]) -> set[str]:
-        # A join on unnest() probes the primary key once per ID; "= ANY(array)" would be
-        # planned as a scan of the whole run filtered by the array.
+        # One primary-key probe per ID asked about (LATERAL ... LIMIT 1 cannot become a hash
+        # join): the cost never grows with the run's basis. A plain join was planned as a
+        # scan of the whole basis whenever the statistics lagged behind a growing run.
         rows = self._fetchall(
             SQL(
-                "SELECT b.input_id FROM {} b JOIN unnest(%s::text[]) AS x(input_id)"
-                " ON b.input_id = x.input_id WHERE b.run_id = %s"
+                "SELECT x.input_id FROM unnest(%s::text[]) AS x(input_id),"
+                " LATERAL (SELECT 1 FROM {} b WHERE b.run_id = %s AND b.input_id = x.input_id LIMIT 1) hit"
             ).format(self._table("basis")),
             (list(dict.fromkeys(input_ids)), run_id),
         )
