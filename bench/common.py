@@ -75,6 +75,36 @@ def drop_schema(base: DatabaseTarget, schema: str) -> None:
 
 
 @contextmanager
+def new_database(target: DatabaseTarget, default_schema_prefix: str = "bench") -> Iterator[DatabaseTarget]:
+    """The database a benchmark was told to use, which must not exist yet: a new SQLite
+    file, or a new PostgreSQL schema (`target.schema`, else a generated name). What the
+    benchmark made is removed on the way out."""
+    if target.backend == "sqlite":
+        assert target.sqlite_path is not None
+        if target.sqlite_path.exists():
+            raise SystemExit(f"{target.describe()} exists; the benchmark wants a new file")
+        try:
+            yield target
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal", ".signing-key"):
+                Path(f"{target.sqlite_path}{suffix}").unlink(missing_ok=True)
+        return
+    import psycopg
+    from psycopg import sql
+
+    schema = target.schema or f"{default_schema_prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(target.conninfo, autocommit=True) as connection:
+        try:
+            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        except psycopg.errors.DuplicateSchema:
+            raise SystemExit(f"schema {schema!r} exists; name a new one, the benchmark drops it at the end") from None
+    try:
+        yield replace(target, schema=schema)
+    finally:
+        drop_schema(target, schema)
+
+
+@contextmanager
 def sqlite_file(prefix: str = "bench-") -> Iterator[DatabaseTarget]:
     with tempfile.TemporaryDirectory(prefix=prefix) as directory:
         yield parse_database_url(f"sqlite:///{Path(directory) / 'ledger.sqlite3'}")

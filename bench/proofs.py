@@ -28,11 +28,8 @@ import argparse
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,6 +38,7 @@ from application.audit_chain import merkle_root
 from application.proofs import decision_inclusion_proof
 from application.service import LedgerService
 from application.verification import StoreVerifier, verify_run_proof
+from bench.common import DEFAULT_POSTGRES_URL, new_database
 from domain.canonical import fingerprint
 from domain.commands import AdmitInputs, CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.identity import decision_uuid
@@ -49,7 +47,6 @@ from infrastructure.database import DatabaseTarget, parse_database_url
 from infrastructure.signing import Signer
 
 RUN_ID = "bench-proofs"
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MODEL = ModelRef("bench-model", "1")
 OUTCOMES = ("approve", "decline", "refer")
 
@@ -76,36 +73,9 @@ def parse_arguments() -> argparse.Namespace:
 # --- Where the benchmark runs ----------------------------------------------------------------
 
 
-@contextmanager
-def benchmark_database(database_url: str | None) -> Iterator[DatabaseTarget]:
+def benchmark_database(database_url: str | None) -> AbstractContextManager[DatabaseTarget]:
     """A database target of the benchmark's own, removed afterwards."""
-    target = parse_database_url(database_url or DEFAULT_POSTGRES_URL)
-    if target.backend == "sqlite":
-        assert target.sqlite_path is not None
-        if target.sqlite_path.exists():
-            raise SystemExit(f"{target.describe()} exists; the benchmark wants a new file")
-        try:
-            yield target
-        finally:
-            for suffix in ("", "-wal", "-shm", "-journal", ".signing-key"):
-                Path(f"{target.sqlite_path}{suffix}").unlink(missing_ok=True)
-        return
-    import psycopg
-    from psycopg import sql
-
-    schema = target.schema or f"bench_proofs_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(target.conninfo, autocommit=True) as connection:
-        try:
-            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        except psycopg.errors.DuplicateSchema:
-            raise SystemExit(
-                f"schema {schema!r} exists; name a new one, the benchmark drops it at the end"
-            ) from None
-    try:
-        yield replace(target, schema=schema)
-    finally:
-        with psycopg.connect(target.conninfo, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    return new_database(parse_database_url(database_url or DEFAULT_POSTGRES_URL), "bench_proofs")
 
 
 def say(message: str) -> None:

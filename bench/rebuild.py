@@ -30,7 +30,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,10 +39,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
-import psycopg
-from psycopg import sql
 
 from application.ledger import DecisionLedger
+from bench.common import DEFAULT_POSTGRES_URL, new_database, sqlite_file
 from domain.action import Action
 from domain.commands import (
     AdmitInputs,
@@ -59,7 +57,6 @@ from infrastructure.database import DatabaseTarget, parse_database_url
 from infrastructure.settings import Settings
 from interfaces.bootstrap import build_service
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_SIZES = "10000,100000,1000000"
 SAMPLE_INTERVAL = 0.05
 DECISIONS_PER_SAVE = 1_000
@@ -98,32 +95,18 @@ def database_url_of(target: DatabaseTarget) -> str:
 def fresh_database(database_url: str | None, size: int) -> Iterator[str]:
     """A new, empty database for one size, removed afterwards."""
     base = parse_database_url(database_url or DEFAULT_POSTGRES_URL)
-    if base.backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="bench-rebuild-") as directory:
-            path = (
-                Path(f"{base.sqlite_path}.{size}")
-                if database_url
-                else Path(directory) / f"ledger-{size}.sqlite3"
-            )
-            if path.exists():
-                raise SystemExit(f"{path} exists; the benchmark wants a new file")
-            try:
-                yield f"sqlite:///{path}"
-            finally:
-                for suffix in ("", "-wal", "-shm", "-journal", ".signing-key"):
-                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if base.backend == "sqlite" and not database_url:
+        with sqlite_file("bench-rebuild-") as target:
+            yield database_url_of(target)
         return
-    schema = f"{base.schema}_{size}" if base.schema else f"bench_rebuild_{uuid.uuid4().hex[:8]}_{size}"
-    with psycopg.connect(base.conninfo, autocommit=True) as connection:
-        try:
-            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        except psycopg.errors.DuplicateSchema:
-            raise SystemExit(f"schema {schema!r} exists; the benchmark wants a new one") from None
-    try:
-        yield database_url_of(replace(base, schema=schema))
-    finally:
-        with psycopg.connect(base.conninfo, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    if base.backend == "sqlite":
+        assert base.sqlite_path is not None
+        sized = replace(base, sqlite_path=Path(f"{base.sqlite_path}.{size}"))
+    else:
+        schema = f"{base.schema}_{size}" if base.schema else f"bench_rebuild_{uuid.uuid4().hex[:8]}_{size}"
+        sized = replace(base, schema=schema)
+    with new_database(sized) as target:
+        yield database_url_of(target)
 
 
 # --- Writing a history ------------------------------------------------------------------------

@@ -25,16 +25,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
 from typing import ClassVar
 
 from application.ledger import DecisionLedger
+from bench.common import new_database, sqlite_file
 from domain.commands import AdmitInputs, OpenRun
 from domain.identity import run_uuid
 from domain.limits import MAX_BASIS_BATCH
@@ -82,43 +79,11 @@ def parse_arguments() -> argparse.Namespace:
 def benchmark_database(database_url: str | None) -> Iterator[DatabaseTarget]:
     """A database target of the benchmark's own, removed afterwards."""
     if database_url is None:
-        with tempfile.TemporaryDirectory(prefix="bench-run-load-") as directory:
-            yield parse_database_url(f"sqlite:///{Path(directory) / 'ledger.sqlite3'}")
-        return
-    target = parse_database_url(database_url)
-    if target.backend == "sqlite":
-        if target.sqlite_path is not None and target.sqlite_path.exists():
-            raise SystemExit(f"{target.describe()} exists; the benchmark wants a new file")
-        try:
+        with sqlite_file("bench-run-load-") as target:
             yield target
-        finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{target.sqlite_path}{suffix}").unlink(missing_ok=True)
         return
-    with postgres_schema_of_our_own(target) as schema_target:
-        yield schema_target
-
-
-@contextmanager
-def postgres_schema_of_our_own(target: DatabaseTarget) -> Iterator[DatabaseTarget]:
-    import psycopg
-    from psycopg import sql
-
-    schema = target.schema or f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(target.conninfo, autocommit=True) as connection:
-        try:
-            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        except psycopg.errors.DuplicateSchema:
-            raise SystemExit(
-                f"schema {schema!r} exists; name a new one, the benchmark drops it at the end"
-            ) from None
-    try:
-        yield replace(target, schema=schema)
-    finally:
-        with psycopg.connect(target.conninfo, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
+    with new_database(parse_database_url(database_url)) as target:
+        yield target
 
 
 # --- Writing the run ------------------------------------------------------------------------
