@@ -7,11 +7,17 @@ pays no extra latency and a busy process amortises each commit over many request
 
 If a group's transaction fails on a conflict (IntegrityError), its members are saved
 one by one, so one bad command never fails its neighbours: each gets its own result or
-its own error.
+its own error. Two writes of one aggregate never share a group (the later one waits for
+the next), so a redelivery racing its first delivery fails alone.
+
+A caller on an event loop awaits `save_async`: the committer wakes its loop when the
+group has committed, so the request needs no worker thread of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -36,6 +42,18 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     recordings: list[Recording[UUID]] = field(default_factory=list)
     error: BaseException | None = None
+    #: Called (in the committer's thread) once the outcome is known.
+    on_done: Callable[[], None] | None = None
+
+    def finish(self) -> None:
+        self.done.set()
+        if self.on_done is not None:
+            self.on_done()
+
+    def outcome(self) -> list[Recording[UUID]]:
+        if self.error is not None:
+            raise self.error
+        return self.recordings
 
 
 class GroupCommitter:
@@ -64,9 +82,23 @@ class GroupCommitter:
         pending = _Pending(aggregates)
         self._queue.put(pending)
         pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.recordings
+        return pending.outcome()
+
+    async def save_async(self, *aggregates: Any) -> list[Recording[UUID]]:
+        """`save` for a coroutine: the event loop goes on serving while the group commits."""
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, committed)
+
+        pending = _Pending(aggregates, on_done=wake)
+        self._queue.put(pending)
+        # A cancelled caller (the client went away) does not stop the commit it queued.
+        await asyncio.shield(committed)
+        return pending.outcome()
 
     def close(self) -> None:
         if self._started:
@@ -81,24 +113,43 @@ class GroupCommitter:
                     self._started = True
 
     def _run(self) -> None:
+        waiting: list[_Pending] = []  # queued, or held back from the last group
+        closing = False
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            closing = False
-            while len(group) < self._max_group:
+            if not waiting and not closing:
+                first = self._queue.get()
+                if first is None:
+                    return
+                waiting.append(first)
+            while len(waiting) < self._max_group and not closing:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
                     closing = True
-                    break
-                group.append(item)
+                else:
+                    waiting.append(item)
+            group, waiting = self._next_group(waiting)
             self._commit(group)
-            if closing:
+            if closing and not waiting:
                 return
+
+    def _next_group(self, waiting: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """The members to commit together, in arrival order, and those held back for the
+        next group: two writes of one aggregate (a redelivery racing its first delivery)
+        would make the whole group's transaction fail."""
+        group: list[_Pending] = []
+        held_back: list[_Pending] = []
+        seen: set[Any] = set()
+        for pending in waiting:
+            ids = {aggregate.id for aggregate in pending.aggregates}
+            if len(group) < self._max_group and seen.isdisjoint(ids):
+                group.append(pending)
+                seen |= ids
+            else:
+                held_back.append(pending)
+        return group, held_back
 
     def _commit(self, group: list[_Pending]) -> None:
         if len(group) > 1 and self._precheck is not None:
@@ -111,7 +162,7 @@ class GroupCommitter:
             if conflicting:
                 for index in sorted(conflicting):
                     group[index].error = TokenAlreadyAccepted("this command's token was already accepted")
-                    group[index].done.set()
+                    group[index].finish()
                 group = [pending for index, pending in enumerate(group) if index not in conflicting]
                 self.requests += len(conflicting)
                 if not group:
@@ -140,7 +191,7 @@ class GroupCommitter:
         finally:
             self.requests += len(group)
             for pending in group:
-                pending.done.set()
+                pending.finish()
 
     def _one_by_one(self, group: list[_Pending], pending_events: list[list[list[Any]]]) -> None:
         for pending, events_of_item in zip(group, pending_events, strict=True):
@@ -163,3 +214,8 @@ class GroupCommitter:
                 for aggregate in pending.aggregates
                 for recording in by_aggregate.get(aggregate.id, [])
             ]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -14,7 +14,7 @@ commands in one process share a transaction.
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import random
 import threading
 import time
@@ -91,7 +91,7 @@ class DecisionLedger(Application[UUID]):
         self._open_attempts: dict[str, int] = {}
         self._open_attempts_lock = threading.Lock()
         self._answers = AnswerCache()
-        self._recently_known: dict[tuple[UUID, int], datetime] = {}
+        self._recently_known: OrderedDict[tuple[UUID, int], datetime] = OrderedDict()
         self._recently_known_lock = threading.Lock()
         # Receipts never change once written: those a group's precheck found are kept for
         # the retries that follow it (redeliveries first answered by another process).
@@ -128,9 +128,10 @@ class DecisionLedger(Application[UUID]):
 
     def _remember_known_time(self, aggregate_id: UUID, version: int, known_at: datetime) -> None:
         with self._recently_known_lock:
-            if len(self._recently_known) > 50_000:
-                self._recently_known.clear()
             self._recently_known[(aggregate_id, version)] = known_at
+            # Oldest first out: what was just saved stays until its answer is built.
+            while len(self._recently_known) > 50_000:
+                self._recently_known.popitem(last=False)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in self.saved_listeners:
@@ -252,11 +253,8 @@ class DecisionLedger(Application[UUID]):
 
     def open_attempt(self, run_id: str, *, fresh: bool) -> int:
         """The attempt a run is open in; RunNotFound or RunNotOpen otherwise."""
-        if not fresh:
-            with self._open_attempts_lock:
-                cached = self._open_attempts.get(run_id)
-            if cached is not None:
-                return cached
+        if not fresh and (cached := self._known_open_attempt(run_id)) is not None:
+            return cached
         run = self.load_run(run_id)
         run.require_open()
         with self._open_attempts_lock:
@@ -264,6 +262,10 @@ class DecisionLedger(Application[UUID]):
                 self._open_attempts.clear()
             self._open_attempts[run_id] = run.attempt
         return run.attempt
+
+    def _known_open_attempt(self, run_id: str) -> int | None:
+        with self._open_attempts_lock:
+            return self._open_attempts.get(run_id)
 
     def _forget_open_attempt(self, run_id: str) -> None:
         with self._open_attempts_lock:
@@ -273,6 +275,34 @@ class DecisionLedger(Application[UUID]):
 
     def record_decision(self, command: RecordDecision) -> CommandResult[DecisionView]:
         return self.execute(command, lambda first: self._record_decision_once(command, first))
+
+    async def record_decision_async(self, command: RecordDecision) -> CommandResult[DecisionView]:
+        """record_decision for an event loop. The common case, a new decision in a run this
+        process knows to be open, is decided on the loop and awaits its group's commit;
+        whatever needs the database first (a run not known here, a redelivery answered by
+        another process, a lost race) runs the checked path in a worker thread."""
+        recalled = self._answers.recall(command)
+        if recalled is not None:
+            return recalled
+        attempt = self._known_open_attempt(command.run_id)
+        if attempt is None or self.committer is None:
+            return await asyncio.to_thread(self.record_decision, command)
+        decision = Decision.record(command, attempt)
+        try:
+            recordings = await self.committer.save_async(decision)
+        except IntegrityError:
+            return await asyncio.to_thread(
+                self.execute, command, lambda _: self._record_decision_once(command, first=False)
+            )
+        # The known time of what was just saved is in memory (_record put it there).
+        result = CommandResult(
+            self._decision_view(decision, recordings[-1].notification.id),
+            decision.version,
+            recordings[-1].notification.id,
+            False,
+        )
+        self._answers.remember(command, result)
+        return result
 
     def _record_decision_once(self, command: RecordDecision, first: bool) -> CommandResult[DecisionView]:
         if not first and (receipt := self.receipt(command)):
@@ -682,7 +712,7 @@ class AnswerCache:
         return answer
 
     def remember(self, command: Command, answer: CommandResult[Any]) -> None:
-        replay = dataclasses.replace(answer, replayed=True)
+        replay = CommandResult(answer.view, answer.version, answer.position, True)
         with self._lock:
             self._answers[command.token] = (command.fingerprint, replay)
             self._answers.move_to_end(command.token)

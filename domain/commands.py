@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -107,8 +108,9 @@ class Command:
         """What the command asks for, as plain JSON values."""
         raise NotImplementedError
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
+        # A command is frozen, so its fingerprint is worked out once.
         return fingerprint(self.name, self.payload())
 
 

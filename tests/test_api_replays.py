@@ -32,20 +32,20 @@ DECISIONS = f"/runs/{RUN_ID}/decisions"
 
 
 class LedgerCalls:
-    """Counts the ledger's record_decision calls (and can forbid them)."""
+    """Counts the ledger's record_decision_async calls (and can forbid them)."""
 
     def __init__(self, api: TestClient, monkeypatch: pytest.MonkeyPatch, *, forbid: bool = False) -> None:
         ledger = api.app.state.service.ledger  # type: ignore[attr-defined]
-        original = ledger.record_decision
+        original = ledger.record_decision_async
         self.count = 0
 
-        def counted(command: Any) -> Any:
+        async def counted(command: Any) -> Any:
             self.count += 1
             if forbid:
                 raise AssertionError("the ledger was reached for a redelivery")
-            return original(command)
+            return await original(command)
 
-        monkeypatch.setattr(ledger, "record_decision", counted)
+        monkeypatch.setattr(ledger, "record_decision_async", counted)
 
 
 def raw(body: dict[str, Any], *, indent: int | None = None) -> bytes:

@@ -3,8 +3,8 @@ operator closes the run.
 
 Whatever the interleaving, every write lands before the seal and is counted in the
 verdict, or is refused with 409 run-not-open. Nothing of the sealed attempt lands after
-its seal. On SQLite and on PostgreSQL, through the REST API (its handlers run in a
-thread pool, so the writes really are concurrent).
+its seal. On SQLite and on PostgreSQL, through the REST API (its handlers serve
+requests concurrently, so the writes really race).
 
 The first test lets the threads race freely. The second one builds the interleaving
 that loses by hand: group commit saving a seal and a decision of the same attempt in one

@@ -3,6 +3,7 @@ exactly its own answer, after its own events have committed."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Sequence
@@ -15,9 +16,10 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from application.group_commit import GroupCommitter
 from application.ledger import DecisionLedger
-from domain.commands import ModelRef, OpenRun, RecordDecision
+from domain.commands import CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
-from domain.errors import DecisionAlreadyRecorded
+from domain.errors import DecisionAlreadyRecorded, RunNotOpen
+from infrastructure.database import parse_database_url
 
 # --- With a fake store: the committer's own rules -------------------------------------------------
 
@@ -167,6 +169,114 @@ def test_members_known_to_conflict_are_failed_before_the_group_is_written() -> N
     committer.close()
 
 
+async def await_all(committer: GroupCommitter, aggregates: Sequence[FakeAggregate]) -> dict[str, Any]:
+    """Each aggregate saved by a coroutine of its own on one event loop; its answer or its error."""
+    answers = await asyncio.gather(
+        *(committer.save_async(aggregate) for aggregate in aggregates), return_exceptions=True
+    )
+    return {aggregate.name: answer for aggregate, answer in zip(aggregates, answers, strict=True)}
+
+
+def test_coroutines_share_transactions_and_each_gets_its_own_answer() -> None:
+    # Coroutines on one loop queue up behind a held transaction.
+    store = FakeStore()
+    store.release.clear()
+    committer = GroupCommitter(store.save)
+    aggregates = [FakeAggregate(f"decision-{number}") for number in range(12)]
+    threading.Timer(0.3, store.release.set).start()
+
+    answers = asyncio.run(await_all(committer, aggregates))
+
+    # They shared transactions, and each got the recordings of its own aggregate.
+    assert store.transactions < len(aggregates)
+    for aggregate in aggregates:
+        saved_ids = [recording.domain_event.originator_id for recording in answers[aggregate.name]]
+        assert saved_ids == [aggregate.id]
+    assert sorted(store.committed) == sorted(aggregate.name for aggregate in aggregates)
+    committer.close()
+
+
+def test_a_conflict_among_coroutines_fails_only_its_own() -> None:
+    store = FakeStore()
+    store.release.clear()
+    committer = GroupCommitter(store.save)
+    aggregates = [FakeAggregate(f"decision-{number}") for number in range(8)]
+    aggregates.insert(4, FakeAggregate("conflicting-decision"))
+    threading.Timer(0.3, store.release.set).start()
+
+    answers = asyncio.run(await_all(committer, aggregates))
+
+    assert isinstance(answers["conflicting-decision"], IntegrityError)
+    good = [aggregate for aggregate in aggregates if aggregate.name != "conflicting-decision"]
+    for aggregate in good:
+        assert answers[aggregate.name][0].domain_event.originator_id == aggregate.id
+    assert sorted(store.committed) == sorted(aggregate.name for aggregate in good)
+    committer.close()
+
+
+def test_two_writes_of_one_aggregate_never_share_a_group() -> None:
+    # A redelivery's write of the same aggregate queues up beside its first delivery's.
+    store = FakeStore()
+    store.release.clear()
+    committer = GroupCommitter(store.save)
+    aggregates = [FakeAggregate(f"decision-{number}") for number in range(6)]
+    twin = FakeAggregate("decision-2-again", id=aggregates[2].id)
+    groups: list[list[uuid.UUID]] = []
+    save = store.save
+
+    def recorded_save(*members: FakeAggregate) -> list[FakeRecording]:
+        groups.append([member.id for member in members])
+        return save(*members)
+
+    committer._save = recorded_save
+    threading.Timer(0.3, store.release.set).start()
+
+    answers = submit_all(committer, [*aggregates, twin])
+
+    # Every write was committed (the fake store does not refuse the twin), never in a
+    # transaction with the other write of its aggregate, and groups still formed.
+    assert all(len(ids) == len(set(ids)) for ids in groups), groups
+    assert sorted(store.committed) == sorted([*(a.name for a in aggregates), "decision-2-again"])
+    assert not any(isinstance(answer, Exception) for answer in answers.values())
+    assert store.transactions < len(aggregates) + 1
+    committer.close()
+
+
+def test_a_database_failure_reaches_every_awaiting_coroutine() -> None:
+    store = FakeStore()
+    store.down = True
+    committer = GroupCommitter(store.save)
+    aggregates = [FakeAggregate(f"decision-{number}") for number in range(5)]
+
+    answers = asyncio.run(await_all(committer, aggregates))
+
+    assert all(isinstance(answers[aggregate.name], OperationalError) for aggregate in aggregates)
+    assert store.committed == []
+    committer.close()
+
+
+def test_a_cancelled_coroutine_does_not_undo_the_commit_it_queued() -> None:
+    # The client goes away while its save waits for a held transaction.
+    store = FakeStore()
+    store.release.clear()
+    committer = GroupCommitter(store.save)
+
+    async def abandon() -> None:
+        waiting = asyncio.ensure_future(committer.save_async(FakeAggregate("abandoned")))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(abandon())
+    store.release.set()
+    committer.close()
+
+    # What was queued is committed all the same (the ledger's answer cache and receipts
+    # then answer the client's retry as a replay), and the committer survived the closed loop.
+    assert store.committed == ["abandoned"]
+
+
 # --- Through the ledger, on both back ends --------------------------------------------------------
 
 
@@ -218,3 +328,85 @@ def test_concurrent_decisions_with_duplicates_and_conflicts_each_get_their_own_a
     # The committer really grouped requests.
     assert ledger.committer is not None
     assert ledger.committer.transactions < ledger.committer.requests
+
+
+def test_decisions_on_the_event_loop_with_duplicates_and_conflicts_each_get_their_own_answer(
+    ledger: DecisionLedger,
+) -> None:
+    # The run is open and this process knows it, so decisions are decided on the loop.
+    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    ledger.record_decision(decision_command("txn-first", "key-first"))
+    commands = [decision_command(f"txn-{number}", f"key-{number}") for number in range(60)]
+    work = [*commands, *commands[:20]]
+    work += [decision_command(f"txn-{number}", f"other-key-{number}", "decline") for number in range(20, 30)]
+
+    async def send_all() -> list[Any]:
+        return await asyncio.gather(
+            *(ledger.record_decision_async(command) for command in work), return_exceptions=True
+        )
+
+    transactions_before = ledger.committer.transactions if ledger.committer else 0
+    answers = asyncio.run(send_all())
+
+    # Each answer is about its own input; a redelivery replays the first answer; only the
+    # conflicting outcomes are refused.
+    first_answers: dict[str, Any] = {}
+    for command, answer in zip(work, answers, strict=True):
+        if command.outcome == "decline":
+            assert isinstance(answer, DecisionAlreadyRecorded), answer
+            continue
+        assert answer.view.input_id == command.input_id
+        if command.input_id in first_answers:
+            assert answer.replayed and answer.view == first_answers[command.input_id].view
+        else:
+            first_answers[command.input_id] = answer
+    for command in commands:
+        assert len(list(ledger.events.get(Decision.create_id("group-run", command.input_id)))) == 1
+    assert ledger.index.count_after(0) == 2 + len(commands)
+    assert ledger.committer is not None
+    assert ledger.committer.transactions - transactions_before < len(commands)
+
+
+@pytest.fixture
+def second_process(database_url: str) -> Any:
+    """Another ledger on the same database, as another API process would have."""
+    other = DecisionLedger(env=parse_database_url(database_url).library_env())
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def test_a_redelivery_answered_first_by_another_process_replays_on_the_loop(
+    ledger: DecisionLedger, second_process: DecisionLedger
+) -> None:
+    # Both processes know the run is open; the first one records a decision.
+    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    for process in (ledger, second_process):
+        process.record_decision(decision_command(f"txn-known-{id(process)}", f"key-known-{id(process)}"))
+    first = ledger.record_decision(decision_command("txn-1", "key-1"))
+    written = ledger.index.head_position()
+
+    # The redelivery reaches the other process: its optimistic write is refused, and the
+    # answer is the first one, replayed; another payload under the key is refused.
+    again = asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-1")))
+
+    assert again.replayed and again.view == first.view
+    assert second_process.index.head_position() == written
+    with pytest.raises(DecisionAlreadyRecorded):
+        asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-2", "decline")))
+
+
+def test_a_run_sealed_by_another_process_refuses_a_decision_on_the_loop(
+    ledger: DecisionLedger, second_process: DecisionLedger
+) -> None:
+    # The second process believes the run open; the first one seals it.
+    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    second_process.record_decision(decision_command("txn-0", "key-0"))
+    ledger.seal_run(CloseRun(token="close", actor="operator", run_id="group-run"))
+    written = ledger.index.head_position()
+
+    # Its stale belief costs one refused write, then the run's real state answers.
+    with pytest.raises(RunNotOpen):
+        asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-1")))
+    assert second_process.index.head_position() == written

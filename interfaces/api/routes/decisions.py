@@ -61,7 +61,7 @@ def record_command(run_id: str, body: DecisionCreate, token: str, actor: str) ->
 @router.post(
     "/runs/{run_id}/decisions", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS
 )
-def record_decision(
+async def record_decision(
     run_id: RunIdPath,
     body: DecisionCreate,
     service: ServiceDep,
@@ -69,7 +69,8 @@ def record_decision(
     key: IdempotencyDep,
     response: Response,
 ) -> Any:
-    result = service.ledger.record_decision(record_command(run_id, body, key.token(), principal.name))
+    command = record_command(run_id, body, key.token(), principal.name)
+    result = await service.ledger.record_decision_async(command)
     key.mark(response, result.replayed)
     return result.view
 
