@@ -4,18 +4,22 @@ in time a read is about."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from application.service import LedgerService
+from application.views import CommandResult
 from domain import errors
 from interfaces.api.problems import HttpProblem, InvalidQuery
 from interfaces.api.schemas import Moment
 from interfaces.api.security import Authenticator, Principal, authorize
 
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+CommandT = TypeVar("CommandT")
 
 
 # Dependencies that do no I/O are `async def`, so FastAPI runs them on the event loop
@@ -35,20 +39,6 @@ ServiceDep = Annotated[LedgerService, Depends(get_service)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def writer(principal: PrincipalDep) -> Principal:
-    authorize(principal, "write")
-    return principal
-
-
-async def operator(principal: PrincipalDep) -> Principal:
-    authorize(principal, "operate")
-    return principal
-
-
-WriterDep = Annotated[Principal, Depends(writer)]
-OperatorDep = Annotated[Principal, Depends(operator)]
-
-
 @dataclass(frozen=True)
 class Idempotency:
     """The client's key, and the token it becomes: scoped to principal and route."""
@@ -59,33 +49,64 @@ class Idempotency:
     def token(self, key: str | None = None) -> str:
         return f"{self.scope}|{key or self.key}"
 
-    def mark(self, response: Response, replayed: bool) -> None:
-        response.headers["Idempotent-Replayed"] = "true" if replayed else "false"
+
+@dataclass(frozen=True)
+class CommandCall:
+    """What a command route works with: the service, who asks, and under which key."""
+
+    service: LedgerService
+    actor: str
+    idempotency: Idempotency
+
+    @property
+    def token(self) -> str:
+        return self.idempotency.token()
+
+    async def run(
+        self, handler: Callable[[CommandT], CommandResult[Any]], command: CommandT, response: Response
+    ) -> Any:
+        """Run the command in a worker thread (the ledger waits on the database) and answer it."""
+        return self.answer(await run_in_threadpool(handler, command), response)
+
+    def answer(self, result: CommandResult[Any], response: Response) -> Any:
+        response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
+        return result.view
 
 
-async def idempotency(
-    request: Request,
-    principal: PrincipalDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="1 to 255 visible ASCII characters; the same key replays the first answer",
-            # Documented only: a malformed key is this API's own 400, not a schema 422.
-            json_schema_extra={"pattern": _VISIBLE_ASCII.pattern},
-        ),
-    ] = None,
-) -> Idempotency:
-    if idempotency_key is None or idempotency_key == "":
-        raise HttpProblem(400, "idempotency-key-missing", "every POST needs an Idempotency-Key header")
-    if not _VISIBLE_ASCII.fullmatch(idempotency_key):
-        raise HttpProblem(
-            400, "idempotency-key-malformed", "the Idempotency-Key must be 1 to 255 visible ASCII characters"
-        )
-    return Idempotency(idempotency_key, f"{principal.name}|{request.method} {request.url.path}")
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1 to 255 visible ASCII characters; the same key replays the first answer",
+        # Documented only: a malformed key is this API's own 400, not a schema 422.
+        json_schema_extra={"pattern": _VISIBLE_ASCII.pattern},
+    ),
+]
 
 
-IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]
+def _command_call(permission: str) -> Callable[..., Awaitable[CommandCall]]:
+    """One dependency per command route: authenticate, authorize, check the key."""
+
+    async def command_call(request: Request, idempotency_key: IdempotencyKeyHeader = None) -> CommandCall:
+        principal = request.app.state.authenticator.authenticate(request)
+        authorize(principal, permission)
+        if idempotency_key is None or idempotency_key == "":
+            raise HttpProblem(400, "idempotency-key-missing", "every POST needs an Idempotency-Key header")
+        if not _VISIBLE_ASCII.fullmatch(idempotency_key):
+            raise HttpProblem(
+                400,
+                "idempotency-key-malformed",
+                "the Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        scope = f"{principal.name}|{request.method} {request.url.path}"
+        return CommandCall(request.app.state.service, principal.name, Idempotency(idempotency_key, scope))
+
+    return command_call
+
+
+#: A command any writer (or operator) may send, and one only operators may.
+WriterCall = Annotated[CommandCall, Depends(_command_call("write"))]
+OperatorCall = Annotated[CommandCall, Depends(_command_call("operate"))]
 
 
 @dataclass(frozen=True)

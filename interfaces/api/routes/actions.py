@@ -8,14 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from domain.commands import CommitAction, FailAction, RequestAction, WaiveAction
-from interfaces.api.dependencies import (
-    IdempotencyDep,
-    OperatorDep,
-    PrincipalDep,
-    ReadPointDep,
-    ServiceDep,
-    WriterDep,
-)
+from interfaces.api.dependencies import OperatorCall, PrincipalDep, ReadPointDep, ServiceDep, WriterCall
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import ActionCommit, ActionCreate, ActionFail, ActionPublic, ActionWaive
 
@@ -23,88 +16,44 @@ router = APIRouter(tags=["actions"])
 
 
 @router.post("/runs/{run_id}/actions", status_code=201, response_model=ActionPublic, responses=WRITE_PROBLEMS)
-def request_action(
-    run_id: RunIdPath,
-    body: ActionCreate,
-    service: ServiceDep,
-    principal: WriterDep,
-    key: IdempotencyDep,
-    response: Response,
-) -> Any:
-    result = service.ledger.request_action(
-        RequestAction(
-            run_id=run_id,
-            action_key=key.key,
-            decision_id=body.decision_id,
-            kind=body.kind,
-            target=body.target,
-            params=body.params,
-            token=key.token(),
-            actor=principal.name,
-        )
+async def request_action(run_id: RunIdPath, body: ActionCreate, call: WriterCall, response: Response) -> Any:
+    command = RequestAction(
+        run_id=run_id,
+        action_key=call.idempotency.key,
+        decision_id=body.decision_id,
+        kind=body.kind,
+        target=body.target,
+        params=body.params,
+        token=call.token,
+        actor=call.actor,
     )
-    key.mark(response, result.replayed)
-    return result.view
+    return await call.run(call.service.ledger.request_action, command, response)
 
 
 @router.post("/actions/{action_id}/commit", response_model=ActionPublic, responses=WRITE_PROBLEMS)
-def commit_action(
-    action_id: UUID,
-    body: ActionCommit,
-    service: ServiceDep,
-    principal: WriterDep,
-    key: IdempotencyDep,
-    response: Response,
-) -> Any:
-    result = service.ledger.commit_action(
-        CommitAction(
-            action_id=action_id,
-            external_ref=body.external_ref,
-            result=body.result,
-            token=key.token(),
-            actor=principal.name,
-        )
+async def commit_action(action_id: UUID, body: ActionCommit, call: WriterCall, response: Response) -> Any:
+    command = CommitAction(
+        action_id=action_id,
+        external_ref=body.external_ref,
+        result=body.result,
+        token=call.token,
+        actor=call.actor,
     )
-    key.mark(response, result.replayed)
-    return result.view
+    return await call.run(call.service.ledger.commit_action, command, response)
 
 
 @router.post("/actions/{action_id}/fail", response_model=ActionPublic, responses=WRITE_PROBLEMS)
-def fail_action(
-    action_id: UUID,
-    body: ActionFail,
-    service: ServiceDep,
-    principal: WriterDep,
-    key: IdempotencyDep,
-    response: Response,
-) -> Any:
-    result = service.ledger.fail_action(
-        FailAction(
-            action_id=action_id,
-            error=body.error,
-            retryable=body.retryable,
-            token=key.token(),
-            actor=principal.name,
-        )
+async def fail_action(action_id: UUID, body: ActionFail, call: WriterCall, response: Response) -> Any:
+    command = FailAction(
+        action_id=action_id, error=body.error, retryable=body.retryable, token=call.token, actor=call.actor
     )
-    key.mark(response, result.replayed)
-    return result.view
+    return await call.run(call.service.ledger.fail_action, command, response)
 
 
 @router.post("/actions/{action_id}/waive", response_model=ActionPublic, responses=WRITE_PROBLEMS)
-def waive_action(
-    action_id: UUID,
-    body: ActionWaive,
-    service: ServiceDep,
-    principal: OperatorDep,
-    key: IdempotencyDep,
-    response: Response,
-) -> Any:
-    result = service.ledger.waive_action(
-        WaiveAction(action_id=action_id, reason=body.reason, token=key.token(), actor=principal.name)
-    )
-    key.mark(response, result.replayed)
-    return result.view
+async def waive_action(action_id: UUID, body: ActionWaive, call: OperatorCall, response: Response) -> Any:
+    command = WaiveAction(action_id=action_id, reason=body.reason, token=call.token, actor=call.actor)
+    return await call.run(call.service.ledger.waive_action, command, response)
 
 
 @router.get("/actions/{action_id}", response_model=ActionPublic, responses=READ_PROBLEMS)

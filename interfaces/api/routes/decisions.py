@@ -10,17 +10,18 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from application.proofs import decision_inclusion_proof
+from application.views import CommandResult
 from domain import errors
 from domain.canonical import fingerprint
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
 from interfaces.api.dependencies import (
+    CommandCall,
     Idempotency,
-    IdempotencyDep,
-    OperatorDep,
+    OperatorCall,
     PrincipalDep,
     ReadPointDep,
     ServiceDep,
-    WriterDep,
+    WriterCall,
 )
 from interfaces.api.problems import InvalidQuery, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
@@ -62,17 +63,11 @@ def record_command(run_id: str, body: DecisionCreate, token: str, actor: str) ->
     "/runs/{run_id}/decisions", status_code=201, response_model=DecisionPublic, responses=WRITE_PROBLEMS
 )
 async def record_decision(
-    run_id: RunIdPath,
-    body: DecisionCreate,
-    service: ServiceDep,
-    principal: WriterDep,
-    key: IdempotencyDep,
-    response: Response,
+    run_id: RunIdPath, body: DecisionCreate, call: WriterCall, response: Response
 ) -> Any:
-    command = record_command(run_id, body, key.token(), principal.name)
-    result = await service.ledger.record_decision_async(command)
-    key.mark(response, result.replayed)
-    return result.view
+    # Decided on the event loop when it can be (see DecisionLedger.record_decision_async).
+    command = record_command(run_id, body, call.token, call.actor)
+    return call.answer(await call.service.ledger.record_decision_async(command), response)
 
 
 def _batch_item(
@@ -94,22 +89,24 @@ def _batch_item(
 
 
 @router.post("/runs/{run_id}/decisions/batch", response_model=BatchPublic, responses=WRITE_PROBLEMS)
-def record_decision_batch(
-    run_id: RunIdPath,
-    body: DecisionBatchCreate,
-    service: ServiceDep,
-    principal: WriterDep,
-    key: IdempotencyDep,
-    response: Response,
+async def record_decision_batch(
+    run_id: RunIdPath, body: DecisionBatchCreate, call: WriterCall, response: Response
 ) -> Any:
-    items = [_batch_item(run_id, index, raw, key, principal.name) for index, raw in enumerate(body.decisions)]
-    result = service.ledger.record_decision_batch(
+    return await call.run(lambda decisions: _record_batch(call, run_id, decisions), body.decisions, response)
+
+
+def _record_batch(
+    call: CommandCall, run_id: str, decisions: list[dict[str, Any]]
+) -> CommandResult[BatchPublic]:
+    items = [
+        _batch_item(run_id, index, raw, call.idempotency, call.actor) for index, raw in enumerate(decisions)
+    ]
+    result = call.service.ledger.record_decision_batch(
         run_id,
         items,
-        key.token(),
-        fingerprint("record_decision_batch", {"run_id": run_id, "decisions": body.decisions}),
+        call.token,
+        fingerprint("record_decision_batch", {"run_id": run_id, "decisions": decisions}),
     )
-    key.mark(response, result.replayed)
     answers = [
         BatchItemPublic(
             index=index,
@@ -123,7 +120,7 @@ def record_decision_batch(
         for index, item in enumerate(result.view.items)
     ]
     counts = {status: result.view.count(status) for status in ("created", "replayed", "conflict", "invalid")}
-    return BatchPublic(run_id=run_id, counts=counts, items=answers)
+    return CommandResult(BatchPublic(run_id=run_id, counts=counts, items=answers), 0, 0, result.replayed)
 
 
 @router.get(
@@ -169,28 +166,20 @@ def decision_history(
     response_model=DecisionPublic,
     responses=WRITE_PROBLEMS,
 )
-def correct_decision(
-    decision_id: UUID,
-    body: CorrectionCreate,
-    service: ServiceDep,
-    principal: OperatorDep,
-    key: IdempotencyDep,
-    response: Response,
+async def correct_decision(
+    decision_id: UUID, body: CorrectionCreate, call: OperatorCall, response: Response
 ) -> Any:
-    result = service.ledger.correct_decision(
-        CorrectDecision(
-            decision_id=decision_id,
-            outcome=body.outcome,
-            reason=body.reason,
-            score=body.score,
-            reasons=None if body.reasons is None else tuple(body.reasons),
-            effective_at=_aware(body.effective_at, field="effective_at"),
-            token=key.token(),
-            actor=principal.name,
-        )
+    command = CorrectDecision(
+        decision_id=decision_id,
+        outcome=body.outcome,
+        reason=body.reason,
+        score=body.score,
+        reasons=None if body.reasons is None else tuple(body.reasons),
+        effective_at=_aware(body.effective_at, field="effective_at"),
+        token=call.token,
+        actor=call.actor,
     )
-    key.mark(response, result.replayed)
-    return result.view
+    return await call.run(call.service.ledger.correct_decision, command, response)
 
 
 @router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])

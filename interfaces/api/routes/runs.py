@@ -8,14 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
 from domain.errors import ProofNotFound
-from interfaces.api.dependencies import (
-    IdempotencyDep,
-    OperatorDep,
-    PrincipalDep,
-    ReadPointDep,
-    ServiceDep,
-    reflects,
-)
+from interfaces.api.dependencies import OperatorCall, PrincipalDep, ReadPointDep, ServiceDep, reflects
 from interfaces.api.problems import problem_responses
 from interfaces.api.schemas import (
     AdmissionPublic,
@@ -38,21 +31,16 @@ READ_PROBLEMS = problem_responses(401, 404, 422, 503)
 
 
 @router.post("", status_code=201, response_model=RunPublic, responses=WRITE_PROBLEMS)
-def open_run(
-    body: RunCreate, service: ServiceDep, principal: OperatorDep, key: IdempotencyDep, response: Response
-) -> Any:
-    result = service.ledger.open_run(
-        OpenRun(
-            run_id=body.run_id,
-            lane=body.lane,
-            allow_empty=body.allow_empty,
-            metadata=body.metadata,
-            token=key.token(),
-            actor=principal.name,
-        )
+async def open_run(body: RunCreate, call: OperatorCall, response: Response) -> Any:
+    command = OpenRun(
+        run_id=body.run_id,
+        lane=body.lane,
+        allow_empty=body.allow_empty,
+        metadata=body.metadata,
+        token=call.token,
+        actor=call.actor,
     )
-    key.mark(response, result.replayed)
-    return result.view
+    return await call.run(call.service.ledger.open_run, command, response)
 
 
 @router.get("", response_model=RunListPublic, responses=READ_PROBLEMS)
@@ -79,49 +67,26 @@ def show_run(run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, po
 
 
 @router.post("/{run_id}/basis", response_model=AdmissionPublic, responses=WRITE_PROBLEMS)
-def admit_inputs(
-    run_id: RunIdPath,
-    body: BasisCreate,
-    service: ServiceDep,
-    principal: OperatorDep,
-    key: IdempotencyDep,
-    response: Response,
-) -> Any:
-    result = service.ledger.admit_inputs(
-        AdmitInputs(run_id=run_id, input_ids=tuple(body.input_ids), token=key.token(), actor=principal.name)
-    )
-    key.mark(response, result.replayed)
-    return result.view
+async def admit_inputs(run_id: RunIdPath, body: BasisCreate, call: OperatorCall, response: Response) -> Any:
+    command = AdmitInputs(run_id=run_id, input_ids=tuple(body.input_ids), token=call.token, actor=call.actor)
+    return await call.run(call.service.ledger.admit_inputs, command, response)
 
 
 @router.post("/{run_id}/close", response_model=ClosePublic, responses=WRITE_PROBLEMS)
-def close_run(
+async def close_run(
     run_id: RunIdPath,
-    service: ServiceDep,
-    principal: OperatorDep,
-    key: IdempotencyDep,
+    call: OperatorCall,
     response: Response,
     body: Annotated[CloseCreate | None, Body()] = None,
 ) -> Any:
-    result = service.closer.close(CloseRun(run_id=run_id, token=key.token(), actor=principal.name))
-    key.mark(response, result.replayed)
-    return result.view
+    command = CloseRun(run_id=run_id, token=call.token, actor=call.actor)
+    return await call.run(call.service.closer.close, command, response)
 
 
 @router.post("/{run_id}/reopen", response_model=RunPublic, responses=WRITE_PROBLEMS)
-def reopen_run(
-    run_id: RunIdPath,
-    body: ReopenCreate,
-    service: ServiceDep,
-    principal: OperatorDep,
-    key: IdempotencyDep,
-    response: Response,
-) -> Any:
-    result = service.ledger.reopen_run(
-        ReopenRun(run_id=run_id, reason=body.reason, token=key.token(), actor=principal.name)
-    )
-    key.mark(response, result.replayed)
-    return result.view
+async def reopen_run(run_id: RunIdPath, body: ReopenCreate, call: OperatorCall, response: Response) -> Any:
+    command = ReopenRun(run_id=run_id, reason=body.reason, token=call.token, actor=call.actor)
+    return await call.run(call.service.ledger.reopen_run, command, response)
 
 
 @router.get("/{run_id}/summary", response_model=SummaryPublic, responses=READ_PROBLEMS)
