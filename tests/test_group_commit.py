@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +75,10 @@ class FakeStore:
             return recordings
 
 
-def submit_all(committer: GroupCommitter, aggregates: Sequence[FakeAggregate]) -> dict[str, Any]:
+Submit = Callable[[GroupCommitter, Sequence[FakeAggregate]], dict[str, Any]]
+
+
+def from_threads(committer: GroupCommitter, aggregates: Sequence[FakeAggregate]) -> dict[str, Any]:
     """Each aggregate saved from its own thread, all at once; its answer or its error."""
     answers: dict[str, Any] = {}
 
@@ -90,7 +93,23 @@ def submit_all(committer: GroupCommitter, aggregates: Sequence[FakeAggregate]) -
     return answers
 
 
-def test_concurrent_saves_share_transactions_and_each_gets_its_own_recordings() -> None:
+def from_coroutines(committer: GroupCommitter, aggregates: Sequence[FakeAggregate]) -> dict[str, Any]:
+    """Each aggregate saved by a coroutine of its own on one event loop (as the API does)."""
+
+    async def all_at_once() -> list[Any]:
+        saves = (committer.save_async(aggregate) for aggregate in aggregates)
+        return await asyncio.gather(*saves, return_exceptions=True)
+
+    answers = asyncio.run(all_at_once())
+    return {aggregate.name: answer for aggregate, answer in zip(aggregates, answers, strict=True)}
+
+
+@pytest.fixture(params=[from_threads, from_coroutines], ids=["threads", "coroutines"])
+def submit_all(request: pytest.FixtureRequest) -> Submit:
+    return request.param
+
+
+def test_concurrent_saves_share_transactions_and_each_gets_its_own_recordings(submit_all: Submit) -> None:
     # The store is held back while 20 requests queue up behind the first.
     store = FakeStore()
     store.release.clear()
@@ -110,7 +129,7 @@ def test_concurrent_saves_share_transactions_and_each_gets_its_own_recordings() 
     committer.close()
 
 
-def test_a_conflict_inside_a_group_fails_only_its_own_request() -> None:
+def test_a_conflict_inside_a_group_fails_only_its_own_request(submit_all: Submit) -> None:
     # One conflicting request queues up among good ones.
     store = FakeStore()
     store.release.clear()
@@ -130,7 +149,7 @@ def test_a_conflict_inside_a_group_fails_only_its_own_request() -> None:
     committer.close()
 
 
-def test_a_database_failure_reaches_every_member_and_nothing_is_acknowledged() -> None:
+def test_a_database_failure_reaches_every_member_and_nothing_is_acknowledged(submit_all: Submit) -> None:
     # The database fails while a group is being committed.
     store = FakeStore()
     store.down = True
@@ -145,7 +164,7 @@ def test_a_database_failure_reaches_every_member_and_nothing_is_acknowledged() -
     committer.close()
 
 
-def test_members_known_to_conflict_are_failed_before_the_group_is_written() -> None:
+def test_members_known_to_conflict_are_failed_before_the_group_is_written(submit_all: Submit) -> None:
     # The precheck says one member's token was accepted already (another process answered it).
     store = FakeStore()
     store.release.clear()
@@ -169,52 +188,7 @@ def test_members_known_to_conflict_are_failed_before_the_group_is_written() -> N
     committer.close()
 
 
-async def await_all(committer: GroupCommitter, aggregates: Sequence[FakeAggregate]) -> dict[str, Any]:
-    """Each aggregate saved by a coroutine of its own on one event loop; its answer or its error."""
-    answers = await asyncio.gather(
-        *(committer.save_async(aggregate) for aggregate in aggregates), return_exceptions=True
-    )
-    return {aggregate.name: answer for aggregate, answer in zip(aggregates, answers, strict=True)}
-
-
-def test_coroutines_share_transactions_and_each_gets_its_own_answer() -> None:
-    # Coroutines on one loop queue up behind a held transaction.
-    store = FakeStore()
-    store.release.clear()
-    committer = GroupCommitter(store.save)
-    aggregates = [FakeAggregate(f"decision-{number}") for number in range(12)]
-    threading.Timer(0.3, store.release.set).start()
-
-    answers = asyncio.run(await_all(committer, aggregates))
-
-    # They shared transactions, and each got the recordings of its own aggregate.
-    assert store.transactions < len(aggregates)
-    for aggregate in aggregates:
-        saved_ids = [recording.domain_event.originator_id for recording in answers[aggregate.name]]
-        assert saved_ids == [aggregate.id]
-    assert sorted(store.committed) == sorted(aggregate.name for aggregate in aggregates)
-    committer.close()
-
-
-def test_a_conflict_among_coroutines_fails_only_its_own() -> None:
-    store = FakeStore()
-    store.release.clear()
-    committer = GroupCommitter(store.save)
-    aggregates = [FakeAggregate(f"decision-{number}") for number in range(8)]
-    aggregates.insert(4, FakeAggregate("conflicting-decision"))
-    threading.Timer(0.3, store.release.set).start()
-
-    answers = asyncio.run(await_all(committer, aggregates))
-
-    assert isinstance(answers["conflicting-decision"], IntegrityError)
-    good = [aggregate for aggregate in aggregates if aggregate.name != "conflicting-decision"]
-    for aggregate in good:
-        assert answers[aggregate.name][0].domain_event.originator_id == aggregate.id
-    assert sorted(store.committed) == sorted(aggregate.name for aggregate in good)
-    committer.close()
-
-
-def test_two_writes_of_one_aggregate_never_share_a_group() -> None:
+def test_two_writes_of_one_aggregate_never_share_a_group(submit_all: Submit) -> None:
     # A redelivery's write of the same aggregate queues up beside its first delivery's.
     store = FakeStore()
     store.release.clear()
@@ -239,19 +213,6 @@ def test_two_writes_of_one_aggregate_never_share_a_group() -> None:
     assert sorted(store.committed) == sorted([*(a.name for a in aggregates), "decision-2-again"])
     assert not any(isinstance(answer, Exception) for answer in answers.values())
     assert store.transactions < len(aggregates) + 1
-    committer.close()
-
-
-def test_a_database_failure_reaches_every_awaiting_coroutine() -> None:
-    store = FakeStore()
-    store.down = True
-    committer = GroupCommitter(store.save)
-    aggregates = [FakeAggregate(f"decision-{number}") for number in range(5)]
-
-    answers = asyncio.run(await_all(committer, aggregates))
-
-    assert all(isinstance(answers[aggregate.name], OperationalError) for aggregate in aggregates)
-    assert store.committed == []
     committer.close()
 
 
