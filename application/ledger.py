@@ -121,14 +121,19 @@ class DecisionLedger(Application[UUID]):
         # Remember when these events became known, so the answer needs no second query.
         known_at = self.index.last_knowledge_time()
         if known_at is not None:
-            for recording in recordings:
-                event = recording.domain_event
-                self._remember_known_time(event.originator_id, event.originator_version, known_at)
+            self._remember_known_times(
+                [
+                    (recording.domain_event.originator_id, recording.domain_event.originator_version)
+                    for recording in recordings
+                ],
+                known_at,
+            )
         return recordings
 
-    def _remember_known_time(self, aggregate_id: UUID, version: int, known_at: datetime) -> None:
+    def _remember_known_times(self, versions: Sequence[tuple[UUID, int]], known_at: datetime) -> None:
         with self._recently_known_lock:
-            self._recently_known[(aggregate_id, version)] = known_at
+            for aggregate_version in versions:
+                self._recently_known[aggregate_version] = known_at
             # Oldest first out: what was just saved stays until its answer is built.
             while len(self._recently_known) > 50_000:
                 self._recently_known.popitem(last=False)
@@ -563,7 +568,9 @@ class DecisionLedger(Application[UUID]):
     def _replayed(self, receipt: TokenReceipt, kind: type[AggregateT], view: ViewOf) -> CommandResult[Any]:
         assert receipt.originator_id is not None and receipt.originator_version is not None
         if receipt.recorded_at is not None:
-            self._remember_known_time(receipt.originator_id, receipt.originator_version, receipt.recorded_at)
+            self._remember_known_times(
+                [(receipt.originator_id, receipt.originator_version)], receipt.recorded_at
+            )
         aggregate = self.at_version(receipt.originator_id, kind, receipt.originator_version)
         position = receipt.position or self.position_of(aggregate.id, aggregate.version)
         return CommandResult(view(aggregate, position), aggregate.version, position, True)
@@ -607,7 +614,7 @@ class DecisionLedger(Application[UUID]):
             return known
         position = self.index.event_position(aggregate_id, version)
         assert position is not None, (aggregate_id, version)
-        self._remember_known_time(aggregate_id, version, position.recorded_at)
+        self._remember_known_times([(aggregate_id, version)], position.recorded_at)
         return position.recorded_at
 
     def _run_view(self, run: Run, position: int) -> RunView:

@@ -76,8 +76,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components["DecisionBatchItem"] = item_schema
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-def app_from_environment() -> FastAPI:
-    """The app for each of several uvicorn worker processes: settings from the environment."""
-    return create_app(Settings())
