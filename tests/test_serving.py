@@ -1,0 +1,49 @@
+"""The server process: its uvicorn worker factory, and its garbage-collector tuning."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from uvicorn.importer import import_from_string
+
+from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+def test_tuning_freezes_what_start_up_built_and_collects_young_objects_in_bigger_batches(
+    restored_gc: None,
+) -> None:
+    _, middle, oldest = gc.get_threshold()
+
+    tune_garbage_collector()
+
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, middle, oldest)
+
+
+def test_each_worker_builds_its_app_from_the_environment(
+    restored_gc: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signing_key_hex: str
+) -> None:
+    # uvicorn starts each of several workers from this import string (serve_api's factory).
+    monkeypatch.setenv("DECISION_LEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    monkeypatch.setenv("DECISION_LEDGER_SIGNING_KEY", signing_key_hex)
+    factory = import_from_string("interfaces.serving:worker_app")
+
+    app = factory()
+
+    assert isinstance(app, FastAPI)
+    assert app.state.settings.database_url == f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
