@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
@@ -66,6 +67,8 @@ ViewOf = Callable[[Any, int], Any]
 
 #: How often a command that lost a race is run again before giving up.
 MAX_COMMAND_ATTEMPTS = 12
+#: Threads for commands that an event loop hands over because they must wait on the database.
+BLOCKING_PATH_THREADS = 16
 #: Environment switch for group commit (on unless "n").
 GROUP_COMMIT = "GROUP_COMMIT"
 
@@ -97,6 +100,7 @@ class DecisionLedger(Application[UUID]):
         # the retries that follow it (redeliveries first answered by another process).
         self._found_receipts: dict[str, TokenReceipt] = {}
         self._found_receipts_lock = threading.Lock()
+        self._blocking_paths = ThreadPoolExecutor(BLOCKING_PATH_THREADS, thread_name_prefix="ledger-checked")
 
     @property
     def index(self) -> LedgerIndex:
@@ -105,6 +109,8 @@ class DecisionLedger(Application[UUID]):
     def close(self) -> None:
         if getattr(self, "committer", None) is not None:
             self.committer.close()  # type: ignore[union-attr]
+        if getattr(self, "_blocking_paths", None) is not None:
+            self._blocking_paths.shutdown(wait=True)
         super().close()
 
     # --- Saving: the index rows ride in the events' transaction ----------------------
@@ -291,12 +297,12 @@ class DecisionLedger(Application[UUID]):
             return recalled
         attempt = self._known_open_attempt(command.run_id)
         if attempt is None or self.committer is None:
-            return await asyncio.to_thread(self.record_decision, command)
+            return await self._in_thread(self.record_decision, command)
         decision = Decision.record(command, attempt)
         try:
             recordings = await self.committer.save_async(decision)
         except IntegrityError:
-            return await asyncio.to_thread(
+            return await self._in_thread(
                 self.execute, command, lambda _: self._record_decision_once(command, first=False)
             )
         # The known time of what was just saved is in memory (_record put it there).
@@ -308,6 +314,11 @@ class DecisionLedger(Application[UUID]):
         )
         self._answers.remember(command, result)
         return result
+
+    async def _in_thread(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
+        """Run a blocking path from the event loop, in threads of the ledger's own (as many
+        as the database pool can serve at once)."""
+        return await asyncio.get_running_loop().run_in_executor(self._blocking_paths, function, *args)
 
     def _record_decision_once(self, command: RecordDecision, first: bool) -> CommandResult[DecisionView]:
         if not first and (receipt := self.receipt(command)):
