@@ -53,8 +53,11 @@ class Settings(BaseSettings):
     #: How long a query waits for `min_position` (seconds).
     read_timeout: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    #: Memory per API process for first answers, replayed byte for byte to redeliveries (0: off).
+    #: Memory for first answers, replayed byte for byte to redeliveries (0: off).
     replay_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    #: Where the API processes of one server share those answers (`serve --workers N` makes
+    #: a private one); unset, each process keeps its own.
+    shared_answers_dir: Path | None = None
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False
 

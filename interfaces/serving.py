@@ -8,10 +8,13 @@ projections to a `decision-ledger projections run` subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -56,22 +59,28 @@ def serve_api(settings: Settings) -> None:
             access_log=settings.access_log,
         )
         return
-    # Make what every worker shares once, before they start: the tables and the key.
+    # Make what every worker shares once, before they start: the tables, the key, and a
+    # private directory where they share their first answers (removed afterwards).
     DecisionLedger(env=settings.database().library_env()).close()
     signer = signer_for(settings)
-    os.environ.update(
-        {
-            "DECISION_LEDGER_DATABASE_URL": settings.database_url,
-            "DECISION_LEDGER_SIGNING_KEY": signer.private_key_hex(),
-            "DECISION_LEDGER_RUN_PROJECTIONS": "false",
-        }
-    )
-    projection_worker = (
-        subprocess.Popen([sys.executable, "-m", "interfaces.cli", "projections", "run"])
-        if settings.run_projections
-        else None
-    )
-    try:
+    with contextlib.ExitStack() as cleanup:
+        answers_dir = settings.shared_answers_dir or Path(
+            cleanup.enter_context(tempfile.TemporaryDirectory(prefix="decision-ledger-answers-"))
+        )
+        os.environ.update(
+            {
+                "DECISION_LEDGER_DATABASE_URL": settings.database_url,
+                "DECISION_LEDGER_SIGNING_KEY": signer.private_key_hex(),
+                "DECISION_LEDGER_RUN_PROJECTIONS": "false",
+                "DECISION_LEDGER_SHARED_ANSWERS_DIR": str(answers_dir),
+            }
+        )
+        if settings.run_projections:
+            projection_worker = subprocess.Popen(
+                [sys.executable, "-m", "interfaces.cli", "projections", "run"]
+            )
+            cleanup.callback(projection_worker.wait, timeout=30)
+            cleanup.callback(projection_worker.terminate)
         uvicorn.run(
             "interfaces.serving:worker_app",
             factory=True,
@@ -81,7 +90,3 @@ def serve_api(settings: Settings) -> None:
             log_level="info",
             access_log=settings.access_log,
         )
-    finally:
-        if projection_worker is not None:
-            projection_worker.terminate()
-            projection_worker.wait(timeout=30)

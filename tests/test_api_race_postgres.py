@@ -8,6 +8,7 @@ interleaving, one event lands and every client gets either that event's answer
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -38,7 +39,9 @@ def create_tables(url: str) -> None:
     DecisionLedger(env=parse_database_url(url).library_env()).close()
 
 
-def start_server(url: str, signing_key_hex: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+def start_server(
+    url: str, signing_key_hex: str, workdir: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
@@ -49,6 +52,7 @@ def start_server(url: str, signing_key_hex: str, workdir: Path) -> tuple[subproc
         "DECISION_LEDGER_RUN_PROJECTIONS": "false",
         "POSTGRES_POOL_SIZE": "4",
     }
+    environment |= {f"DECISION_LEDGER_{name.upper()}": value for name, value in settings.items()}
     log = workdir / f"server-{port}.log"
     with log.open("wb") as output:
         server = subprocess.Popen(
@@ -80,12 +84,28 @@ def wait_until_live(server: subprocess.Popen[bytes], base_url: str, log: Path) -
 @pytest.fixture
 def two_servers(postgres_schema: PostgresSchema, signing_key_hex: str, tmp_path: Path) -> Iterator[list[str]]:
     """The base URLs of two servers sharing the test's schema."""
-    create_tables(postgres_schema.url)
+    yield from started_together(postgres_schema, signing_key_hex, tmp_path)
+
+
+@pytest.fixture
+def two_processes_sharing_answers(
+    postgres_schema: PostgresSchema, signing_key_hex: str, tmp_path: Path
+) -> Iterator[list[str]]:
+    """Two API processes as `serve --workers 2` runs them: they also share first answers."""
+    yield from started_together(
+        postgres_schema, signing_key_hex, tmp_path, shared_answers_dir=str(tmp_path / "answers")
+    )
+
+
+def started_together(
+    schema: PostgresSchema, signing_key_hex: str, workdir: Path, **settings: str
+) -> Iterator[list[str]]:
+    create_tables(schema.url)
     servers: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
         # One after the other: replicas starting at the same instant deadlock on DDL (see the last test).
         for _ in range(2):
-            servers.append(start_server(postgres_schema.url, signing_key_hex, tmp_path))
+            servers.append(start_server(schema.url, signing_key_hex, workdir, **settings))
             wait_until_live(*servers[-1])
         yield [base_url for _, base_url, _ in servers]
     finally:
@@ -190,6 +210,30 @@ def test_fifty_different_keys_for_one_input_record_one_decision(
             assert body["outcome"] != recorded_outcome
         else:
             assert response.json()["type"] == "/problems/request-in-flight"
+
+
+def test_a_redelivery_reaching_the_other_process_is_answered_from_the_shared_answers(
+    two_processes_sharing_answers: list[str], postgres_schema: PostgresSchema
+) -> None:
+    first_process, other_process = two_processes_sharing_answers
+    open_the_run(first_process)
+    body = json.dumps(decision_body("txn-1")).encode()
+    path = f"/runs/{RUN_ID}/decisions"
+    headers = {**keyed("decide-txn-1"), "Content-Type": "application/json"}
+    first = httpx.post(first_process + path, content=body, headers=headers, timeout=30)
+    assert first.status_code == 201, first.text
+
+    # While nothing can read the ledger's tokens, the redelivery reaches the other process:
+    # it is answered all the same, with the first answer's bytes, so it never needed the ledger.
+    with postgres_schema.connect() as connection, connection.transaction():
+        tokens = sql.Identifier(postgres_schema.name, "decisionledger_tokens")
+        connection.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(tokens))
+        again = httpx.post(other_process + path, content=body, headers=headers, timeout=5)
+
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert recorded_events(postgres_schema, "txn-1") == 1
 
 
 def test_replicas_starting_together_on_one_schema_all_come_up(postgres_schema: PostgresSchema) -> None:

@@ -5,6 +5,7 @@ principal, an unauthenticated caller, or an answer that was an error."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,6 @@ from fastapi.testclient import TestClient
 
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
-from interfaces.api.replays import AnswerStore, _Answer
 from tests.api_helpers import (
     OPERATOR_KEY,
     RUN_ID,
@@ -29,6 +29,14 @@ from tests.api_helpers import (
 )
 
 DECISIONS = f"/runs/{RUN_ID}/decisions"
+
+
+@pytest.fixture(params=["own-answers", "shared-answers"])
+def api_settings(request: pytest.FixtureRequest, api_settings: Settings, tmp_path: Path) -> Settings:
+    """Each test with a process's own answers, and with answers shared by API processes."""
+    if request.param == "shared-answers":
+        return api_settings.model_copy(update={"shared_answers_dir": tmp_path / "answers"})
+    return api_settings
 
 
 class LedgerCalls:
@@ -172,33 +180,3 @@ def test_a_redelivery_without_credentials_is_refused(lanes_api: TestClient) -> N
     assert_problem(post_raw(lanes_api, DECISIONS, body, "d-1"), 401, "unauthorized")
     unknown = post_raw(lanes_api, DECISIONS, body, "d-1", Authorization="Bearer dlk_not-a-key")
     assert_problem(unknown, 401, "unauthorized")
-
-
-# --- The store's memory budget ------------------------------------------------------------
-
-
-def answer(body_size: int) -> _Answer:
-    return _Answer(b"digest", 201, [(b"content-type", b"application/json")], b"x" * body_size, None)
-
-
-def test_the_store_drops_the_least_recently_used_answers_beyond_its_budget() -> None:
-    size = answer(1000).size
-    store = AnswerStore(max_bytes=3 * size)
-    for name in ("a", "b", "c"):
-        store.put(("p", "/x", name.encode()), answer(1000))
-    assert store.get(("p", "/x", b"a")) is not None  # a is now the most recently used
-
-    store.put(("p", "/x", b"d"), answer(1000))
-
-    assert store.get(("p", "/x", b"b")) is None
-    assert all(store.get(("p", "/x", name)) is not None for name in (b"a", b"c", b"d"))
-    assert store.bytes == 3 * size
-
-
-def test_the_store_never_keeps_an_answer_bigger_than_its_budget() -> None:
-    store = AnswerStore(max_bytes=500)
-
-    store.put(("p", "/x", b"big"), answer(1000))
-
-    assert len(store) == 0
-    assert store.bytes == 0

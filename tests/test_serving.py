@@ -1,15 +1,21 @@
-"""The server process: its uvicorn worker factory, and its garbage-collector tuning."""
+"""The server process: its uvicorn worker factory, the directory several workers share,
+and its garbage-collector tuning."""
 
 from __future__ import annotations
 
 import gc
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from uvicorn.importer import import_from_string
 
+from infrastructure.settings import Settings
+from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
 
 
@@ -47,3 +53,34 @@ def test_each_worker_builds_its_app_from_the_environment(
     assert isinstance(app, FastAPI)
     assert app.state.settings.database_url == f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
+
+
+def test_several_workers_share_answers_in_a_private_directory_removed_afterwards(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signing_key_hex: str
+) -> None:
+    # serve_api hands the workers their settings through the environment: give it a copy.
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
+    }
+    monkeypatch.setattr(os, "environ", environment)
+    seen: dict[str, Any] = {}
+
+    def fake_uvicorn_run(target: str, **options: Any) -> None:
+        directory = Path(os.environ["DECISION_LEDGER_SHARED_ANSWERS_DIR"])
+        seen.update(target=target, workers=options["workers"], directory=directory)
+        seen["mode"] = stat.S_IMODE(directory.stat().st_mode)
+
+    monkeypatch.setattr(serving.uvicorn, "run", fake_uvicorn_run)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        signing_key=signing_key_hex,
+        workers=2,
+        run_projections=False,
+    )
+
+    serving.serve_api(settings)
+
+    # The workers were pointed at a directory only this user can read, gone once they stopped.
+    assert seen["target"] == "interfaces.serving:worker_app" and seen["workers"] == 2
+    assert seen["mode"] == 0o700
+    assert not seen["directory"].exists()

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from application.service import LedgerService
+from infrastructure.answer_stores import AnswerStore, MemoryAnswers, SharedAnswers
 from infrastructure.settings import Settings
 from interfaces.api.limits import BodySizeLimit
 from interfaces.api.metrics import ApiMetrics
@@ -56,7 +57,7 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
     app.state.authenticator = Authenticator(settings.all_api_keys())
     install_problem_handlers(app)
     authenticator = app.state.authenticator
-    app.add_middleware(ReplayedAnswers, authenticator=authenticator, max_bytes=settings.replay_cache_bytes)
+    app.add_middleware(ReplayedAnswers, authenticator=authenticator, store=answer_store(settings))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(metrics.middleware)
     # The routes join the app's own router: an included router is walked again (its routes'
@@ -65,6 +66,12 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
         app.router.routes.extend(router.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def answer_store(settings: Settings) -> AnswerStore:
+    if settings.shared_answers_dir is not None and settings.replay_cache_bytes > 0:
+        return SharedAnswers(settings.shared_answers_dir, settings.replay_cache_bytes)
+    return MemoryAnswers(settings.replay_cache_bytes)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -1,23 +1,24 @@
 """Redeliveries answered from the bytes of the first answer, before routing or validation.
 
 A POST that comes again with the same principal, route, Idempotency-Key and body bytes
-gets the status, headers and body this process sent the first time, marked
+gets the status, headers and body that were sent the first time, marked
 `Idempotent-Replayed: true`. Only answers the routes marked as idempotent (2xx, with the
-header) are kept, after their transaction committed. Anything else (another body, even
-by a byte, an unknown key, another process's answer) goes the usual way, where the
-ledger compares the command's fingerprint with the token's receipt.
+header) are kept, after their transaction committed. With several API processes the
+answers are shared (infrastructure/answer_stores.py), so this holds whichever process a
+redelivery reaches. Anything else (another body, even by a byte, an unknown key, an
+answer the store no longer holds) goes the usual way, where the ledger compares the
+command's fingerprint with the token's receipt.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from infrastructure.answer_stores import AnswerKey, AnswerStore, StoredAnswer
 from interfaces.api.problems import HttpProblem
 from interfaces.api.security import Authenticator
 
@@ -25,55 +26,20 @@ REPLAYED_HEADER = b"idempotent-replayed"
 
 
 @dataclass(frozen=True)
-class _Answer:
-    body_digest: bytes
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    route: Any
+class _ReplayedRoute:
+    """What the metrics read of a route (its path template), for an answer replayed
+    before routing."""
 
-    @property
-    def size(self) -> int:
-        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + 256
-
-
-class AnswerStore:
-    """First answers by (principal, path, key), least recently used dropped beyond a byte budget."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._answers: OrderedDict[tuple[str, str, bytes], _Answer] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._answers)
-
-    def get(self, key: tuple[str, str, bytes]) -> _Answer | None:
-        answer = self._answers.get(key)
-        if answer is not None:
-            self._answers.move_to_end(key)
-        return answer
-
-    def put(self, key: tuple[str, str, bytes], answer: _Answer) -> None:
-        if answer.size > self.max_bytes:
-            return
-        previous = self._answers.pop(key, None)
-        if previous is not None:
-            self.bytes -= previous.size
-        self._answers[key] = answer
-        self.bytes += answer.size
-        while self.bytes > self.max_bytes:
-            _, dropped = self._answers.popitem(last=False)
-            self.bytes -= dropped.size
+    path: str
 
 
 class ReplayedAnswers:
-    """ASGI middleware; it runs on the event loop, so the store needs no lock."""
+    """ASGI middleware. It runs on the event loop, so a process's own store needs no lock."""
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, store: AnswerStore) -> None:
         self.app = app
         self.authenticator = authenticator
-        self.store = AnswerStore(max_bytes)
+        self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or self.store.max_bytes == 0:
@@ -89,14 +55,15 @@ class ReplayedAnswers:
         digest = hashlib.sha256(body).digest()
         answer = self.store.get(key)
         if answer is not None and answer.body_digest == digest:
-            scope["route"] = answer.route  # for the metrics' route label
+            if answer.route_path is not None:
+                scope["route"] = _ReplayedRoute(answer.route_path)  # for the metrics' route label
             await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
             await send({"type": "http.response.body", "body": answer.body})
             return
         await self._answer_and_keep(scope, _replaying(body, more, receive), send, key, digest)
 
     async def _answer_and_keep(
-        self, scope: Scope, receive: Receive, send: Send, key: tuple[str, str, bytes], digest: bytes
+        self, scope: Scope, receive: Receive, send: Send, key: AnswerKey, digest: bytes
     ) -> None:
         start: Message | None = None
         chunks: list[bytes] = []
@@ -116,8 +83,9 @@ class ReplayedAnswers:
         if not any(name == REPLAYED_HEADER for name, _ in headers):
             return  # not an idempotent command's answer
         replay_headers = [(name, b"true" if name == REPLAYED_HEADER else value) for name, value in headers]
+        route_path = getattr(scope.get("route"), "path", None)
         self.store.put(
-            key, _Answer(digest, start["status"], replay_headers, b"".join(chunks), scope.get("route"))
+            key, StoredAnswer(digest, start["status"], replay_headers, b"".join(chunks), route_path)
         )
 
     def _principal(self, scope: Scope) -> str | None:

@@ -1,0 +1,173 @@
+"""Where the API keeps the first answers it replays byte for byte.
+
+`MemoryAnswers` is one process's own. `SharedAnswers` is shared by the API processes of
+one server through an LMDB file: a redelivery is answered from memory whichever process
+it reaches, not only by the one that answered it first. Both are bounded by a byte budget
+and hold only what the ledger already committed, so losing them loses nothing but speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import lmdb
+
+#: (principal, path, idempotency key)
+AnswerKey = tuple[str, str, bytes]
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    body_digest: bytes
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    #: The route's path template, for the metrics' route label.
+    route_path: str | None
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + 256
+
+
+class AnswerStore(Protocol):
+    max_bytes: int
+
+    def get(self, key: AnswerKey) -> StoredAnswer | None: ...
+
+    def put(self, key: AnswerKey, answer: StoredAnswer) -> None: ...
+
+
+class MemoryAnswers:
+    """This process's first answers, least recently used dropped beyond the byte budget.
+    Used from the event loop only, so it needs no lock."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._answers: OrderedDict[AnswerKey, StoredAnswer] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: AnswerKey) -> StoredAnswer | None:
+        answer = self._answers.get(key)
+        if answer is not None:
+            self._answers.move_to_end(key)
+        return answer
+
+    def put(self, key: AnswerKey, answer: StoredAnswer) -> None:
+        if answer.size > self.max_bytes:
+            return
+        previous = self._answers.pop(key, None)
+        if previous is not None:
+            self.bytes -= previous.size
+        self._answers[key] = answer
+        self.bytes += answer.size
+        while self.bytes > self.max_bytes:
+            _, dropped = self._answers.popitem(last=False)
+            self.bytes -= dropped.size
+
+
+_GENERATIONS = (b"answers-a", b"answers-b")
+_CURRENT = b"current"
+_FILLED = b"filled"
+_COUNTER = struct.Struct("<Q")
+
+
+class SharedAnswers:
+    """First answers shared by every process that opens the same directory.
+
+    Answers go into the current of two generations; when it holds half the budget, the
+    older generation is emptied and becomes the current one. So the store never holds
+    more than the budget, and an answer lives at least until half the budget was written
+    after it. Each process opens the directory once (LMDB's rule)."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Room for the budget plus LMDB's own pages. Writes skip fsync: the store is a
+        # cache of committed answers, made afresh for each server.
+        self._env = lmdb.open(
+            str(directory), map_size=2 * max_bytes + (16 << 20), max_dbs=3, sync=False, metasync=False
+        )
+        self._generations = [self._env.open_db(name) for name in _GENERATIONS]
+        self._meta = self._env.open_db(b"meta")
+
+    def close(self) -> None:
+        self._env.close()
+
+    def get(self, key: AnswerKey) -> StoredAnswer | None:
+        with self._env.begin() as txn:
+            current = self._current(txn)
+            for generation in (current, 1 - current):
+                value = txn.get(_encode_key(key), db=self._generations[generation])
+                if value is not None:
+                    return _decode_answer(value)
+        return None
+
+    def put(self, key: AnswerKey, answer: StoredAnswer) -> None:
+        value = _encode_answer(answer)
+        if len(value) > self.max_bytes // 2:
+            return
+        try:
+            self._put(_encode_key(key), value)
+        except lmdb.MapFullError:
+            # LMDB's pages outgrew the room: start both generations afresh.
+            with self._env.begin(write=True) as txn:
+                for generation in self._generations:
+                    txn.drop(generation, delete=False)
+                txn.put(_FILLED, _COUNTER.pack(0), db=self._meta)
+            self._put(_encode_key(key), value)
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        with self._env.begin(write=True) as txn:
+            current = self._current(txn)
+            filled_before = txn.get(_FILLED, db=self._meta)
+            filled = (_COUNTER.unpack(filled_before)[0] if filled_before else 0) + len(key) + len(value)
+            if filled > self.max_bytes // 2:
+                current = 1 - current
+                txn.drop(self._generations[current], delete=False)
+                txn.put(_CURRENT, _COUNTER.pack(current), db=self._meta)
+                filled = len(key) + len(value)
+            txn.put(key, value, db=self._generations[current])
+            txn.put(_FILLED, _COUNTER.pack(filled), db=self._meta)
+
+    def _current(self, txn: lmdb.Transaction) -> int:
+        value = txn.get(_CURRENT, db=self._meta)
+        return _COUNTER.unpack(value)[0] if value else 0
+
+
+def _encode_key(key: AnswerKey) -> bytes:
+    """A fixed 32 bytes: LMDB keys are limited to 511, a path and a key can be longer."""
+    principal, path, idempotency_key = key
+    return hashlib.sha256(json.dumps([principal, path, idempotency_key.decode("latin-1")]).encode()).digest()
+
+
+def _encode_answer(answer: StoredAnswer) -> bytes:
+    """A JSON head line (status, headers, route, digest), then the body's bytes."""
+    head = {
+        "status": answer.status,
+        "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in answer.headers],
+        "route_path": answer.route_path,
+        "body_digest": answer.body_digest.hex(),
+    }
+    return json.dumps(head).encode() + b"\n" + answer.body
+
+
+def _decode_answer(value: bytes) -> StoredAnswer:
+    head_line, _, body = bytes(value).partition(b"\n")
+    head = json.loads(head_line)
+    return StoredAnswer(
+        body_digest=bytes.fromhex(head["body_digest"]),
+        status=head["status"],
+        headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in head["headers"]],
+        body=body,
+        route_path=head["route_path"],
+    )
