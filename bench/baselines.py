@@ -3,6 +3,9 @@
 - the bare eventsourcing library: `Application.save()` of N new trivial aggregates per
   save (N = 1 on PostgreSQL and on a SQLite file; N = 100 and 1,000 on PostgreSQL),
   by one thread and by 32 threads sharing one application;
+- the same library saving 1,000 of the ledger's own Decision aggregates per save, built
+  from their commands (fingerprints included), with none of the ledger's index rows, by
+  one thread: what the batch endpoint's decisions cost the library itself;
 - raw psycopg: `INSERT` one row and `COMMIT`, one row per transaction, by one thread
   and by 32 threads (a connection each).
 
@@ -18,6 +21,7 @@ import argparse
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,6 +31,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from bench.common import DEFAULT_POSTGRES_URL, database, latency_summary
+from domain.commands import ModelRef, RecordDecision
+from domain.decision import Decision
 from infrastructure.database import DatabaseTarget
 
 #: Thread counts every baseline is measured with.
@@ -107,14 +113,30 @@ def timed_loop(threads: int, duration: float, operation: Callable[[], None]) -> 
     return len(flat), elapsed, flat
 
 
-def library_saves(target: DatabaseTarget, per_save: int, threads: int, duration: float) -> tuple[int, float, list[float]]:
+def library_saves(
+    target: DatabaseTarget,
+    per_save: int,
+    threads: int,
+    duration: float,
+    make: Callable[[], Aggregate] = Thing,
+) -> tuple[int, float, list[float]]:
     app = BareApplication(env=bare_env(target, threads))
     try:
         for _ in range(3):  # connections and prepared statements, untimed
-            app.save(*(Thing() for _ in range(per_save)))
-        return timed_loop(threads, duration, lambda: app.save(*[Thing() for _ in range(per_save)]))
+            app.save(*(make() for _ in range(per_save)))
+        return timed_loop(threads, duration, lambda: app.save(*[make() for _ in range(per_save)]))
     finally:
         app.close()
+
+
+def new_decision() -> Aggregate:
+    """One of the ledger's Decision aggregates, as the batch endpoint makes them."""
+    token = f"lane-a|POST /runs/bench/decisions|{uuid.uuid4()}"
+    command = RecordDecision(
+        run_id="bench", input_id=token[-36:], outcome="approve", score=0.5, model=ModelRef("gbm", "7"),
+        policy_version="p1", reasons=("velocity",), token=token, actor="lane-a",
+    )
+    return Decision.record(command, attempt=1)
 
 
 def psycopg_inserts(target: DatabaseTarget, threads: int, duration: float) -> tuple[int, float, list[float]]:
@@ -138,7 +160,6 @@ def psycopg_inserts(target: DatabaseTarget, threads: int, duration: float) -> tu
             connection = local.connection = psycopg.connect(target.conninfo)
             with lock:
                 connections.append(connection)
-        import uuid
 
         connection.execute(insert, (uuid.uuid4(), payload), prepare=True)
         connection.commit()
@@ -154,12 +175,16 @@ PLAN: dict[str, tuple[int, Callable[[DatabaseTarget, int, float], tuple[int, flo
     "lib-save-1": (1, lambda target, threads, duration: library_saves(target, 1, threads, duration)),
     "lib-save-100": (100, lambda target, threads, duration: library_saves(target, 100, threads, duration)),
     "lib-save-1000": (1000, lambda target, threads, duration: library_saves(target, 1000, threads, duration)),
+    "lib-save-1000-decisions": (
+        1000, lambda target, threads, duration: library_saves(target, 1000, threads, duration, new_decision)
+    ),
     "psycopg-insert-commit": (1, lambda target, threads, duration: psycopg_inserts(target, threads, duration)),
 }
-#: (name, back end) in the order they are measured.
+#: (name, back end, thread counts) in the order they are measured.
 ALL = (
-    ("lib-save-1", "postgres"), ("lib-save-1", "sqlite"), ("lib-save-100", "postgres"),
-    ("lib-save-1000", "postgres"), ("psycopg-insert-commit", "postgres"),
+    ("lib-save-1", "postgres", THREADS), ("lib-save-1", "sqlite", THREADS), ("lib-save-100", "postgres", THREADS),
+    ("lib-save-1000", "postgres", THREADS), ("lib-save-1000-decisions", "postgres", (1,)),
+    ("psycopg-insert-commit", "postgres", THREADS),
 )
 
 
@@ -182,8 +207,8 @@ def measure_one(
 
 def measure_all(duration: float, postgres_url: str = DEFAULT_POSTGRES_URL, progress: Callable[[str], None] = print) -> list[Baseline]:
     results: list[Baseline] = []
-    for name, backend in ALL:
-        for threads in THREADS:
+    for name, backend, thread_counts in ALL:
+        for threads in thread_counts:
             baseline = measure_one(name, backend, threads, duration, postgres_url)
             progress(
                 f"  baseline {name} ({backend}, {threads} thread{'s' if threads > 1 else ''}): "
