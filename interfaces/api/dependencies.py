@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
@@ -20,6 +21,8 @@ from interfaces.api.security import Authenticator, Principal, authorize
 
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 CommandT = TypeVar("CommandT")
+QueryT = TypeVar("QueryT")
+ViewT = TypeVar("ViewT")
 
 
 # Dependencies that do no I/O are `async def`, so FastAPI runs them on the event loop
@@ -110,16 +113,48 @@ OperatorCall = Annotated[CommandCall, Depends(_command_call("operate"))]
 
 
 @dataclass(frozen=True)
-class ReadPoint:
-    """Which point in the log a read is about, and how fresh it must be."""
+class ReadCall:
+    """What a read route works with: the service, and which point of the log to answer
+    as of (a time or a position), and how fresh the read models must be."""
 
+    service: LedgerService
+    as_of: datetime | None
     as_of_position: int | None
     min_position: int | None
 
+    async def run(self, query: Callable[[int | None], QueryT], response: Response) -> QueryT:
+        """Find the point, wait (bounded) for min_position and answer the query with it, in
+        one worker-thread hop (each may wait on the database)."""
+        return await run_in_threadpool(self._answer, query, response)
 
-def read_point(
-    service: ServiceDep,
-    response: Response,
+    def _answer(self, query: Callable[[int | None], QueryT], response: Response) -> QueryT:
+        position = self._position()
+        self.service.read_models.wait_for(self.min_position)
+        # Which point of the log the answer reflects (the body says it too where it can).
+        reflected = position if position is not None else self.service.ledger.index.head_position()
+        response.headers["Ledger-As-Of-Position"] = str(reflected)
+        return query(position)
+
+    def _position(self) -> int | None:
+        index = self.service.ledger.index
+        if self.as_of is not None:
+            position = index.position_at(self.as_of)
+            if position is None:
+                raise errors.NothingKnownYet(f"nothing was recorded at or before {self.as_of.isoformat()}")
+            return position
+        if self.as_of_position is not None:
+            head = index.head_position()
+            if head == 0 or self.as_of_position < 1:
+                raise errors.NothingKnownYet(
+                    f"nothing was recorded at or before position {self.as_of_position}"
+                )
+            return min(self.as_of_position, head)
+        return None
+
+
+async def read_call(
+    request: Request,
+    principal: PrincipalDep,
     as_of: Annotated[
         Moment | None,
         Query(
@@ -133,32 +168,20 @@ def read_point(
         int | None,
         Query(ge=0, le=2**62, description="Wait (bounded) until the read models reach this position"),
     ] = None,
-) -> ReadPoint:
+) -> ReadCall:
+    """One dependency per read route: authenticate (the principal, first), check the point."""
     if as_of is not None and as_of_position is not None:
         raise InvalidQuery("give as_of or as_of_position, not both", field="as_of")
-    if as_of is not None:
-        if as_of.utcoffset() is None:
-            raise InvalidQuery("as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of")
-        position = service.ledger.index.position_at(as_of)
-        if position is None:
-            raise errors.NothingKnownYet(f"nothing was recorded at or before {as_of.isoformat()}")
-        as_of_position = position
-    elif as_of_position is not None:
-        head = service.ledger.index.head_position()
-        if head == 0 or as_of_position < 1:
-            raise errors.NothingKnownYet(f"nothing was recorded at or before position {as_of_position}")
-        as_of_position = min(as_of_position, head)
-    service.read_models.wait_for(min_position)
-    # Which point of the log the answer reflects (the body says it too where it can).
-    reflected = as_of_position if as_of_position is not None else service.ledger.index.head_position()
-    response.headers["Ledger-As-Of-Position"] = str(reflected)
-    return ReadPoint(as_of_position, min_position)
+    if as_of is not None and as_of.utcoffset() is None:
+        raise InvalidQuery("as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of")
+    return ReadCall(request.app.state.service, as_of, as_of_position, min_position)
 
 
-ReadPointDep = Annotated[ReadPoint, Depends(read_point)]
+ReadCallDep = Annotated[ReadCall, Depends(read_call)]
 
 
-def reflects(response: Response, position: int) -> None:
+def reflects(response: Response, view: ViewT) -> ViewT:
     """Name the position a read-model answer reflects: with no point asked for, the
-    views' own, which may trail the head that read_point assumed."""
-    response.headers["Ledger-As-Of-Position"] = str(position)
+    views' own, which may trail the head that ReadCall assumed."""
+    response.headers["Ledger-As-Of-Position"] = str(view.as_of_position)  # type: ignore[attr-defined]
+    return view

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from domain.commands import CommitAction, FailAction, RequestAction, WaiveAction
-from interfaces.api.dependencies import OperatorCall, PrincipalDep, ReadPointDep, ServiceDep, WriterCall
+from interfaces.api.dependencies import OperatorCall, ReadCallDep, WriterCall
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import ActionCommit, ActionCreate, ActionFail, ActionPublic, ActionWaive
 
@@ -57,5 +57,7 @@ async def waive_action(action_id: UUID, body: ActionWaive, call: OperatorCall, r
 
 
 @router.get("/actions/{action_id}", response_model=ActionPublic, responses=READ_PROBLEMS)
-def show_action(action_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> Any:
-    return service.ledger.get_action(action_id, as_of_position=point.as_of_position)
+async def show_action(action_id: UUID, call: ReadCallDep, response: Response) -> Any:
+    return await call.run(
+        lambda position: call.service.ledger.get_action(action_id, as_of_position=position), response
+    )

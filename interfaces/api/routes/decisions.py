@@ -14,15 +14,7 @@ from application.views import CommandResult
 from domain import errors
 from domain.canonical import fingerprint
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
-from interfaces.api.dependencies import (
-    CommandCall,
-    Idempotency,
-    OperatorCall,
-    PrincipalDep,
-    ReadPointDep,
-    ServiceDep,
-    WriterCall,
-)
+from interfaces.api.dependencies import CommandCall, Idempotency, OperatorCall, ReadCallDep, WriterCall
 from interfaces.api.problems import InvalidQuery, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import (
@@ -126,38 +118,36 @@ def _record_batch(
 @router.get(
     "/runs/{run_id}/decisions/{input_id:path}", response_model=DecisionPublic, responses=READ_PROBLEMS
 )
-def find_decision(
-    run_id: RunIdPath,
-    input_id: InputIdPath,
-    service: ServiceDep,
-    principal: PrincipalDep,
-    point: ReadPointDep,
-    valid_at: ValidAt = None,
+async def find_decision(
+    run_id: RunIdPath, input_id: InputIdPath, call: ReadCallDep, response: Response, valid_at: ValidAt = None
 ) -> Any:
-    return service.ledger.find_decision(
-        run_id, input_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at)
-    )
+    def decision(position: int | None) -> Any:
+        return call.service.ledger.find_decision(
+            run_id, input_id, as_of_position=position, valid_at=_aware(valid_at)
+        )
+
+    return await call.run(decision, response)
 
 
 @router.get("/decisions/{decision_id}", response_model=DecisionPublic, responses=READ_PROBLEMS)
-def show_decision(
-    decision_id: UUID,
-    service: ServiceDep,
-    principal: PrincipalDep,
-    point: ReadPointDep,
-    valid_at: ValidAt = None,
+async def show_decision(
+    decision_id: UUID, call: ReadCallDep, response: Response, valid_at: ValidAt = None
 ) -> Any:
-    return service.ledger.get_decision(
-        decision_id, as_of_position=point.as_of_position, valid_at=_aware(valid_at)
-    )
+    def decision(position: int | None) -> Any:
+        return call.service.ledger.get_decision(
+            decision_id, as_of_position=position, valid_at=_aware(valid_at)
+        )
+
+    return await call.run(decision, response)
 
 
 @router.get("/decisions/{decision_id}/history", response_model=HistoryPublic, responses=READ_PROBLEMS)
-def decision_history(
-    decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep
-) -> Any:
-    events = service.ledger.decision_history(decision_id, as_of_position=point.as_of_position)
-    return HistoryPublic(decision_id=decision_id, events=events)  # type: ignore[arg-type]
+async def decision_history(decision_id: UUID, call: ReadCallDep, response: Response) -> Any:
+    def history(position: int | None) -> Any:
+        events = call.service.ledger.decision_history(decision_id, as_of_position=position)
+        return HistoryPublic(decision_id=decision_id, events=events)  # type: ignore[arg-type]
+
+    return await call.run(history, response)
 
 
 @router.post(
@@ -183,12 +173,14 @@ async def correct_decision(
 
 
 @router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
-def decision_proof(
-    decision_id: UUID, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep
-) -> dict[str, Any]:
+async def decision_proof(decision_id: UUID, call: ReadCallDep, response: Response) -> dict[str, Any]:
     """An inclusion proof: the decision's events as leaves of its run's committed Merkle
     tree, their audit paths, and the signed run proof they belong to."""
-    return decision_inclusion_proof(service.ledger, service.read_models, decision_id, point.as_of_position)
+
+    def proof(position: int | None) -> dict[str, Any]:
+        return decision_inclusion_proof(call.service.ledger, call.service.read_models, decision_id, position)
+
+    return await call.run(proof, response)
 
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from interfaces.api.dependencies import PrincipalDep, ReadPointDep, ServiceDep, reflects
+from interfaces.api.dependencies import ReadCallDep, ServiceDep, reflects
 from interfaces.api.problems import PROBLEM_TYPE_PREFIX, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS
 from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
@@ -38,20 +38,20 @@ def metrics(request: Request) -> Response:
 
 
 @router.get("/audit", response_model=AuditPagePublic, responses=READ_PROBLEMS, tags=["audit"])
-def audit_log(
-    service: ServiceDep,
-    principal: PrincipalDep,
-    point: ReadPointDep,
+async def audit_log(
+    call: ReadCallDep,
     response: Response,
     run_id: Annotated[RunId | None, Query()] = None,
     after: Annotated[int, Query(ge=0, le=2**62, description="Records after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    page = service.read_models.audit(
-        run_id=run_id, after=after, limit=limit, as_of_position=point.as_of_position
-    )
-    reflects(response, page.as_of_position)
-    return page
+    def page(position: int | None) -> Any:
+        records = call.service.read_models.audit(
+            run_id=run_id, after=after, limit=limit, as_of_position=position
+        )
+        return reflects(response, records)
+
+    return await call.run(page, response)
 
 
 @router.get("/keys", response_model=KeysPublic, tags=["proofs"])

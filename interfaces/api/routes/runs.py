@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
 from domain.errors import ProofNotFound
-from interfaces.api.dependencies import OperatorCall, PrincipalDep, ReadPointDep, ServiceDep, reflects
+from interfaces.api.dependencies import OperatorCall, ReadCallDep, reflects
 from interfaces.api.problems import problem_responses
 from interfaces.api.schemas import (
     AdmissionPublic,
@@ -44,26 +44,28 @@ async def open_run(body: RunCreate, call: OperatorCall, response: Response) -> A
 
 
 @router.get("", response_model=RunListPublic, responses=READ_PROBLEMS)
-def list_runs(
-    service: ServiceDep,
-    principal: PrincipalDep,
-    point: ReadPointDep,
+async def list_runs(
+    call: ReadCallDep,
     response: Response,
     status: Literal["open", "sealed", "committed", "rejected"] | None = None,
     lane: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[RunId | None, Query(description="Page after this run_id")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
-    page = service.read_models.list_runs(
-        status=status, lane=lane, limit=limit, after=after, as_of_position=point.as_of_position
-    )
-    reflects(response, page.as_of_position)
-    return page
+    def page(position: int | None) -> Any:
+        runs = call.service.read_models.list_runs(
+            status=status, lane=lane, limit=limit, after=after, as_of_position=position
+        )
+        return reflects(response, runs)
+
+    return await call.run(page, response)
 
 
 @router.get("/{run_id}", response_model=RunPublic, responses=READ_PROBLEMS)
-def show_run(run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep) -> Any:
-    return service.ledger.get_run(run_id, as_of_position=point.as_of_position)
+async def show_run(run_id: RunIdPath, call: ReadCallDep, response: Response) -> Any:
+    return await call.run(
+        lambda position: call.service.ledger.get_run(run_id, as_of_position=position), response
+    )
 
 
 @router.post("/{run_id}/basis", response_model=AdmissionPublic, responses=WRITE_PROBLEMS)
@@ -90,25 +92,24 @@ async def reopen_run(run_id: RunIdPath, body: ReopenCreate, call: OperatorCall, 
 
 
 @router.get("/{run_id}/summary", response_model=SummaryPublic, responses=READ_PROBLEMS)
-def run_summary(
+async def run_summary(
     run_id: RunIdPath,
-    service: ServiceDep,
-    principal: PrincipalDep,
-    point: ReadPointDep,
+    call: ReadCallDep,
     response: Response,
     attempt: Annotated[int | None, Query(ge=1, le=2**31, description="The summary of this attempt")] = None,
 ) -> Any:
-    summary = service.read_models.summary(run_id, as_of_position=point.as_of_position, attempt=attempt)
-    reflects(response, summary.as_of_position)
-    return summary
+    def summary(position: int | None) -> Any:
+        return reflects(
+            response, call.service.read_models.summary(run_id, as_of_position=position, attempt=attempt)
+        )
+
+    return await call.run(summary, response)
 
 
 @router.get("/{run_id}/reconciliation", response_model=ReconciliationPublic, responses=READ_PROBLEMS)
-def run_reconciliation(
+async def run_reconciliation(
     run_id: RunIdPath,
-    service: ServiceDep,
-    principal: PrincipalDep,
-    point: ReadPointDep,
+    call: ReadCallDep,
     response: Response,
     category: Literal["missing", "unexpected", "pending", "failed"] | None = None,
     after: Annotated[
@@ -116,20 +117,24 @@ def run_reconciliation(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    view = service.read_models.reconciliation(
-        run_id, as_of_position=point.as_of_position, limit=limit, category=category, after=after
-    )
-    reflects(response, view.as_of_position)
-    return view
+    def reconciliation(position: int | None) -> Any:
+        view = call.service.read_models.reconciliation(
+            run_id, as_of_position=position, limit=limit, category=category, after=after
+        )
+        return reflects(response, view)
+
+    return await call.run(reconciliation, response)
 
 
 @router.get("/{run_id}/proof", responses=READ_PROBLEMS)
-def run_proof(
-    run_id: RunIdPath, service: ServiceDep, principal: PrincipalDep, point: ReadPointDep
-) -> dict[str, Any]:
+async def run_proof(run_id: RunIdPath, call: ReadCallDep, response: Response) -> dict[str, Any]:
     """The signed proof of the latest committed attempt."""
-    run = service.ledger.get_run(run_id, as_of_position=point.as_of_position)
-    for verdict in reversed(run.verdicts):
-        if verdict.get("proof"):
-            return verdict["proof"]
-    raise ProofNotFound(f"run {run_id!r} has no committed attempt")
+
+    def proof(position: int | None) -> dict[str, Any]:
+        run = call.service.ledger.get_run(run_id, as_of_position=position)
+        for verdict in reversed(run.verdicts):
+            if verdict.get("proof"):
+                return verdict["proof"]
+        raise ProofNotFound(f"run {run_id!r} has no committed attempt")
+
+    return await call.run(proof, response)
