@@ -18,6 +18,8 @@ from typing import Protocol
 
 import lmdb
 
+from infrastructure.settings import ConfigurationError
+
 #: (principal, path, idempotency key)
 AnswerKey = tuple[str, str, bytes]
 
@@ -91,12 +93,15 @@ class SharedAnswers:
 
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Room for the budget plus LMDB's own pages. Writes skip fsync: the store is a
-        # cache of committed answers, made afresh for each server.
-        self._env = lmdb.open(
-            str(directory), map_size=2 * max_bytes + (16 << 20), max_dbs=3, sync=False, metasync=False
-        )
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Room for the budget plus LMDB's own pages. Writes skip fsync: the store is a
+            # cache of committed answers, made afresh for each server.
+            self._env = lmdb.open(
+                str(directory), map_size=2 * max_bytes + (16 << 20), max_dbs=3, sync=False, metasync=False
+            )
+        except (OSError, lmdb.Error) as error:
+            raise ConfigurationError(f"cannot share answers in {directory}: {error}") from None
         self._generations = [self._env.open_db(name) for name in _GENERATIONS]
         self._meta = self._env.open_db(b"meta")
 

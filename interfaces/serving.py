@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from application.ledger import DecisionLedger
+from infrastructure.answer_stores import SharedAnswers
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.bootstrap import signer_for
@@ -67,6 +68,10 @@ def serve_api(settings: Settings) -> None:
         answers_dir = settings.shared_answers_dir or Path(
             cleanup.enter_context(tempfile.TemporaryDirectory(prefix="decision-ledger-answers-"))
         )
+        if settings.replay_cache_bytes > 0:
+            SharedAnswers(
+                answers_dir, settings.replay_cache_bytes
+            ).close()  # usable, before any worker starts
         os.environ.update(
             {
                 "DECISION_LEDGER_DATABASE_URL": settings.database_url,

@@ -13,6 +13,7 @@ import lmdb
 import pytest
 
 from infrastructure.answer_stores import MemoryAnswers, SharedAnswers, StoredAnswer
+from infrastructure.settings import ConfigurationError
 
 HEADERS = [(b"content-type", b"application/json"), (b"idempotent-replayed", b"true")]
 
@@ -145,3 +146,11 @@ def test_an_answer_kept_by_one_process_is_found_by_another(tmp_path: Path) -> No
         store.close()
 
     assert found is not None and found.body == b"first answer"
+
+
+def test_a_directory_that_cannot_be_used_is_a_configuration_error(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "answers"
+    not_a_directory.write_text("a file")
+
+    with pytest.raises(ConfigurationError, match="cannot share answers in"):
+        SharedAnswers(not_a_directory, max_bytes=64 * 1024)

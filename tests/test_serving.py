@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from uvicorn.importer import import_from_string
 from infrastructure.settings import Settings
 from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
+from tests.api_helpers import CONSOLE_SCRIPT, free_port
 
 
 @pytest.fixture
@@ -84,3 +86,37 @@ def test_several_workers_share_answers_in_a_private_directory_removed_afterwards
     assert seen["target"] == "interfaces.serving:worker_app" and seen["workers"] == 2
     assert seen["mode"] == 0o700
     assert not seen["directory"].exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_shared_answers_directory_it_cannot_use(tmp_path: Path, workers: str) -> None:
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
+    }
+    not_a_directory = tmp_path / "answers"
+    not_a_directory.write_text("a file")
+    environment["DECISION_LEDGER_SHARED_ANSWERS_DIR"] = str(not_a_directory)
+
+    result = subprocess.run(
+        [
+            str(CONSOLE_SCRIPT),
+            "serve",
+            "--port",
+            str(free_port()),
+            "--workers",
+            workers,
+            "--database-url",
+            f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # Refused before any worker starts, in one line that names the directory.
+    assert result.returncode != 0
+    assert "cannot share answers in" in result.stderr
+    assert str(not_a_directory) in result.stderr
+    assert "Traceback" not in result.stderr
