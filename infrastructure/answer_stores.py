@@ -45,6 +45,8 @@ class AnswerStore(Protocol):
 
     def put(self, key: AnswerKey, answer: StoredAnswer) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class MemoryAnswers:
     """This process's first answers, least recently used dropped beyond the byte budget.
@@ -75,6 +77,10 @@ class MemoryAnswers:
         while self.bytes > self.max_bytes:
             _, dropped = self._answers.popitem(last=False)
             self.bytes -= dropped.size
+
+    def close(self) -> None:
+        self._answers.clear()
+        self.bytes = 0
 
 
 _GENERATIONS = (b"answers-a", b"answers-b")

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
+from interfaces.api.replays import ReplayedAnswers
 from tests.api_helpers import (
     OPERATOR_KEY,
     RUN_ID,
@@ -180,3 +181,20 @@ def test_a_redelivery_without_credentials_is_refused(lanes_api: TestClient) -> N
     assert_problem(post_raw(lanes_api, DECISIONS, body, "d-1"), 401, "unauthorized")
     unknown = post_raw(lanes_api, DECISIONS, body, "d-1", Authorization="Bearer dlk_not-a-key")
     assert_problem(unknown, 401, "unauthorized")
+
+
+def test_the_app_closes_its_answer_store_when_it_stops(api_settings: Settings) -> None:
+    app = create_app(api_settings)
+    [store] = [entry.kwargs["store"] for entry in app.user_middleware if entry.cls is ReplayedAnswers]
+    closed = []
+    original_close = store.close
+
+    def close() -> None:
+        closed.append(True)
+        original_close()
+
+    store.close = close  # type: ignore[method-assign]
+    with TestClient(app):
+        assert not closed
+
+    assert closed == [True]

@@ -25,6 +25,7 @@ from interfaces.bootstrap import build_service
 def create_app(settings: Settings, service: LedgerService | None = None) -> FastAPI:
     """`service` lets a caller (a test, a benchmark) share one it already built."""
     metrics = ApiMetrics()
+    answers = answer_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +41,7 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
         try:
             yield
         finally:
+            answers.close()
             if owned:
                 ledger_service.close()
 
@@ -57,7 +59,7 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
     app.state.authenticator = Authenticator(settings.all_api_keys())
     install_problem_handlers(app)
     authenticator = app.state.authenticator
-    app.add_middleware(ReplayedAnswers, authenticator=authenticator, store=answer_store(settings))
+    app.add_middleware(ReplayedAnswers, authenticator=authenticator, store=answers)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(metrics.middleware)
     # The routes join the app's own router: an included router is walked again (its routes'
