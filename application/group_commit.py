@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError, OperationalError, Recording
 
 Save = Callable[..., list[Recording[UUID]]]
 #: Which members of a group would conflict (by index), found cheaply before writing.
@@ -34,6 +34,10 @@ Precheck = Callable[[list[Sequence[Any]]], set[int]]
 
 class TokenAlreadyAccepted(IntegrityError):
     """The command's token is already in the ledger: a redelivery, not a race to back off from."""
+
+
+class CommitterClosed(OperationalError):
+    """The ledger is closing: this save was not made (the API answers 503, retry)."""
 
 
 @dataclass
@@ -71,22 +75,22 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
-        self._start_lock = threading.Lock()
+        self._closed = False
+        # Queueing and closing take turns, so nothing is ever queued behind the close.
+        self._lifecycle_lock = threading.Lock()
         #: How many transactions and requests went through (for metrics and tests).
         self.transactions = 0
         self.requests = 0
 
     def save(self, *aggregates: Any) -> list[Recording[UUID]]:
         """Save these aggregates in the next group; block until it has committed."""
-        self._ensure_started()
         pending = _Pending(aggregates)
-        self._queue.put(pending)
+        self._enqueue(pending)
         pending.done.wait()
         return pending.outcome()
 
     async def save_async(self, *aggregates: Any) -> list[Recording[UUID]]:
         """`save` for a coroutine: the event loop goes on serving while the group commits."""
-        self._ensure_started()
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
 
@@ -95,22 +99,30 @@ class GroupCommitter:
                 loop.call_soon_threadsafe(_resolve, committed)
 
         pending = _Pending(aggregates, on_done=wake)
-        self._queue.put(pending)
+        self._enqueue(pending)
         # A cancelled caller (the client went away) does not stop the commit it queued.
         await asyncio.shield(committed)
         return pending.outcome()
 
     def close(self) -> None:
-        if self._started:
+        """Commit what is queued, then refuse new saves (CommitterClosed)."""
+        with self._lifecycle_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._started:
+                return
             self._queue.put(None)
-            self._thread.join(timeout=10)
+        self._thread.join(timeout=10)
 
-    def _ensure_started(self) -> None:
-        if not self._started:
-            with self._start_lock:
-                if not self._started:
-                    self._thread.start()
-                    self._started = True
+    def _enqueue(self, pending: _Pending) -> None:
+        with self._lifecycle_lock:
+            if self._closed:
+                raise CommitterClosed("the ledger is closing")
+            if not self._started:
+                self._thread.start()
+                self._started = True
+            self._queue.put(pending)
 
     def _run(self) -> None:
         waiting: list[_Pending] = []  # queued, or held back from the last group

@@ -107,10 +107,11 @@ class DecisionLedger(Application[UUID]):
         return cast(LedgerIndex, self.recorder)
 
     def close(self) -> None:
-        if getattr(self, "committer", None) is not None:
-            self.committer.close()  # type: ignore[union-attr]
+        # Commands still running in threads may need the committer: let them finish first.
         if getattr(self, "_blocking_paths", None) is not None:
             self._blocking_paths.shutdown(wait=True)
+        if getattr(self, "committer", None) is not None:
+            self.committer.close()  # type: ignore[union-attr]
         super().close()
 
     # --- Saving: the index rows ride in the events' transaction ----------------------
@@ -266,8 +267,12 @@ class DecisionLedger(Application[UUID]):
         """The attempt a run is open in; RunNotFound or RunNotOpen otherwise."""
         if not fresh and (cached := self._known_open_attempt(run_id)) is not None:
             return cached
-        run = self.load_run(run_id)
-        run.require_open()
+        try:
+            run = self.load_run(run_id)
+            run.require_open()
+        except errors.LedgerError:
+            self._forget_open_attempt(run_id)  # so the next command does not try it again
+            raise
         with self._open_attempts_lock:
             if len(self._open_attempts) > 10_000:
                 self._open_attempts.clear()

@@ -11,7 +11,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -87,6 +86,8 @@ class Command:
     name: ClassVar[str] = "command"
     token: str
     actor: str
+    #: What the command asks for, hashed (worked out once: a command is frozen).
+    fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (
@@ -100,6 +101,7 @@ class Command:
             )
         require_text(self.actor, "actor", max_length=MAX_NAME_LENGTH)
         self.validate()
+        object.__setattr__(self, "fingerprint", fingerprint(self.name, self.payload()))
 
     def validate(self) -> None:
         """Check the command's own fields; raise InvalidCommand."""
@@ -107,11 +109,6 @@ class Command:
     def payload(self) -> dict[str, Any]:
         """What the command asks for, as plain JSON values."""
         raise NotImplementedError
-
-    @cached_property
-    def fingerprint(self) -> str:
-        # A command is frozen, so its fingerprint is worked out once.
-        return fingerprint(self.name, self.payload())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from infrastructure.settings import ConfigurationError
 
 #: (principal, path, idempotency key)
 AnswerKey = tuple[str, str, bytes]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,13 @@ class SharedAnswers:
     Answers go into the current of two generations; when it holds half the budget, the
     older generation is emptied and becomes the current one. So the store never holds
     more than the budget, and an answer lives at least until half the budget was written
-    after it. Each process opens the directory once (LMDB's rule)."""
+    after it. Keys carry the database's name, so servers on other databases never share
+    an answer. Each process opens the directory once (LMDB's rule). A store that fails
+    is only a cache that misses: the ledger still answers."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, database: str) -> None:
         self.max_bytes = max_bytes
+        self._database = database
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Room for the budget plus LMDB's own pages. Writes skip fsync: the store is a
@@ -106,21 +111,27 @@ class SharedAnswers:
             self._env = lmdb.open(
                 str(directory), map_size=2 * max_bytes + (16 << 20), max_dbs=3, sync=False, metasync=False
             )
+            self._generations = [self._env.open_db(name) for name in _GENERATIONS]
+            self._meta = self._env.open_db(b"meta")
+            # A process killed while reading leaves its reader slot behind, and LMDB then
+            # cannot reuse the pages that reader could see.
+            self._env.reader_check()
         except (OSError, lmdb.Error) as error:
             raise ConfigurationError(f"cannot share answers in {directory}: {error}") from None
-        self._generations = [self._env.open_db(name) for name in _GENERATIONS]
-        self._meta = self._env.open_db(b"meta")
 
     def close(self) -> None:
         self._env.close()
 
     def get(self, key: AnswerKey) -> StoredAnswer | None:
-        with self._env.begin() as txn:
-            current = self._current(txn)
-            for generation in (current, 1 - current):
-                value = txn.get(_encode_key(key), db=self._generations[generation])
-                if value is not None:
-                    return _decode_answer(value)
+        try:
+            with self._env.begin() as txn:
+                current = self._current(txn)
+                for generation in (current, 1 - current):
+                    value = txn.get(self._encode_key(key), db=self._generations[generation])
+                    if value is not None:
+                        return _decode_answer(value)
+        except lmdb.Error as error:
+            log.warning("shared answers: a lookup failed, answering without them: %s", error)
         return None
 
     def put(self, key: AnswerKey, answer: StoredAnswer) -> None:
@@ -128,14 +139,22 @@ class SharedAnswers:
         if len(value) > self.max_bytes // 2:
             return
         try:
-            self._put(_encode_key(key), value)
-        except lmdb.MapFullError:
-            # LMDB's pages outgrew the room: start both generations afresh.
-            with self._env.begin(write=True) as txn:
-                for generation in self._generations:
-                    txn.drop(generation, delete=False)
-                txn.put(_FILLED, _COUNTER.pack(0), db=self._meta)
-            self._put(_encode_key(key), value)
+            try:
+                self._put(self._encode_key(key), value)
+            except lmdb.MapFullError:
+                # Stale readers may pin old pages; else LMDB's pages outgrew the room.
+                self._env.reader_check()
+                self.clear()
+                self._put(self._encode_key(key), value)
+        except lmdb.Error as error:
+            log.warning("shared answers: an answer was not kept: %s", error)
+
+    def clear(self) -> None:
+        """Forget every answer (a server starting on a directory it may have used before)."""
+        with self._env.begin(write=True) as txn:
+            for generation in self._generations:
+                txn.drop(generation, delete=False)
+            txn.put(_FILLED, _COUNTER.pack(0), db=self._meta)
 
     def _put(self, key: bytes, value: bytes) -> None:
         with self._env.begin(write=True) as txn:
@@ -150,15 +169,15 @@ class SharedAnswers:
             txn.put(key, value, db=self._generations[current])
             txn.put(_FILLED, _COUNTER.pack(filled), db=self._meta)
 
+    def _encode_key(self, key: AnswerKey) -> bytes:
+        """A fixed 32 bytes: LMDB keys are limited to 511, a path and a key can be longer."""
+        principal, path, idempotency_key = key
+        named = [self._database, principal, path, idempotency_key.decode("latin-1")]
+        return hashlib.sha256(json.dumps(named).encode()).digest()
+
     def _current(self, txn: lmdb.Transaction) -> int:
         value = txn.get(_CURRENT, db=self._meta)
         return _COUNTER.unpack(value)[0] if value else 0
-
-
-def _encode_key(key: AnswerKey) -> bytes:
-    """A fixed 32 bytes: LMDB keys are limited to 511, a path and a key can be longer."""
-    principal, path, idempotency_key = key
-    return hashlib.sha256(json.dumps([principal, path, idempotency_key.decode("latin-1")]).encode()).digest()
 
 
 def _encode_answer(answer: StoredAnswer) -> bytes:

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     #: Memory for first answers, replayed byte for byte to redeliveries (0: off).
     replay_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     #: Where the API processes of one server share those answers (`serve --workers N` makes
-    #: a private one); unset, each process keeps its own.
+    #: a private one; one given here is emptied when `serve` starts); unset, each process
+    #: keeps its own.
     shared_answers_dir: Path | None = None
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False

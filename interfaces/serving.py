@@ -48,8 +48,19 @@ def worker_app() -> FastAPI:
     return app
 
 
+def _start_shared_answers(directory: Path, settings: Settings) -> None:
+    """Before any worker starts: check the directory can be used, and forget answers a
+    server kept there before (its database may have changed since)."""
+    if settings.replay_cache_bytes > 0:
+        store = SharedAnswers(directory, settings.replay_cache_bytes, settings.database().describe())
+        store.clear()
+        store.close()
+
+
 def serve_api(settings: Settings) -> None:
     if settings.workers == 1:
+        if settings.shared_answers_dir is not None:
+            _start_shared_answers(settings.shared_answers_dir, settings)
         app = create_app(settings)
         tune_garbage_collector()
         uvicorn.run(
@@ -68,10 +79,7 @@ def serve_api(settings: Settings) -> None:
         answers_dir = settings.shared_answers_dir or Path(
             cleanup.enter_context(tempfile.TemporaryDirectory(prefix="decision-ledger-answers-"))
         )
-        if settings.replay_cache_bytes > 0:
-            SharedAnswers(
-                answers_dir, settings.replay_cache_bytes
-            ).close()  # usable, before any worker starts
+        _start_shared_answers(answers_dir, settings)
         os.environ.update(
             {
                 "DECISION_LEDGER_DATABASE_URL": settings.database_url,

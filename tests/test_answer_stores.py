@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import lmdb
@@ -15,6 +16,7 @@ import pytest
 from infrastructure.answer_stores import MemoryAnswers, SharedAnswers, StoredAnswer
 from infrastructure.settings import ConfigurationError
 
+DATABASE = "postgresql://postgres@127.0.0.1:5432/test?schema=ledger"
 HEADERS = [(b"content-type", b"application/json"), (b"idempotent-replayed", b"true")]
 
 
@@ -56,8 +58,8 @@ def test_memory_never_keeps_an_answer_bigger_than_its_budget() -> None:
 
 
 @pytest.fixture
-def shared(tmp_path: Path) -> SharedAnswers:
-    store = SharedAnswers(tmp_path / "answers", max_bytes=64 * 1024)
+def shared(tmp_path: Path) -> Iterator[SharedAnswers]:
+    store = SharedAnswers(tmp_path / "answers", max_bytes=64 * 1024, database=DATABASE)
     yield store
     store.close()
 
@@ -131,7 +133,7 @@ def test_an_answer_kept_by_one_process_is_found_by_another(tmp_path: Path) -> No
         f"""
         from pathlib import Path
         from infrastructure.answer_stores import SharedAnswers, StoredAnswer
-        store = SharedAnswers(Path({str(directory)!r}), max_bytes=64 * 1024)
+        store = SharedAnswers(Path({str(directory)!r}), max_bytes=64 * 1024, database={DATABASE!r})
         store.put(("lane-a", "/runs/fraud-1/decisions", b"d-1"),
                   StoredAnswer(b"digest", 201, [(b"idempotent-replayed", b"true")], b"first answer", None))
         store.close()
@@ -139,7 +141,7 @@ def test_an_answer_kept_by_one_process_is_found_by_another(tmp_path: Path) -> No
     )
     subprocess.run([sys.executable, "-c", child], check=True, cwd=Path(__file__).parents[1])
 
-    store = SharedAnswers(directory, max_bytes=64 * 1024)
+    store = SharedAnswers(directory, max_bytes=64 * 1024, database=DATABASE)
     try:
         found = store.get(("lane-a", "/runs/fraud-1/decisions", b"d-1"))
     finally:
@@ -153,4 +155,72 @@ def test_a_directory_that_cannot_be_used_is_a_configuration_error(tmp_path: Path
     not_a_directory.write_text("a file")
 
     with pytest.raises(ConfigurationError, match="cannot share answers in"):
-        SharedAnswers(not_a_directory, max_bytes=64 * 1024)
+        SharedAnswers(not_a_directory, max_bytes=64 * 1024, database=DATABASE)
+
+
+def test_answers_kept_for_another_database_are_not_found(tmp_path: Path) -> None:
+    directory = tmp_path / "answers"
+    first = SharedAnswers(directory, max_bytes=64 * 1024, database="sqlite:///one.sqlite3")
+    first.put(key("d-1"), answer(10))
+    first.close()
+
+    other = SharedAnswers(directory, max_bytes=64 * 1024, database="sqlite:///two.sqlite3")
+    try:
+        assert other.get(key("d-1")) is None
+    finally:
+        other.close()
+
+
+def test_clearing_forgets_every_answer(shared: SharedAnswers) -> None:
+    for name in ("a", "b"):
+        shared.put(key(name), answer(10))
+
+    shared.clear()
+
+    assert shared.get(key("a")) is None and shared.get(key("b")) is None
+    shared.put(key("c"), answer(10))
+    assert shared.get(key("c")) == answer(10)
+
+
+def test_a_store_that_fails_is_a_cache_that_misses(shared: SharedAnswers) -> None:
+    shared.put(key("d-1"), answer(10))
+    shared.close()  # every LMDB call now fails
+
+    assert shared.get(key("d-1")) is None
+    shared.put(key("d-2"), answer(10))  # not kept, and no error for the request
+
+
+@pytest.mark.slow
+def test_a_reader_killed_mid_read_does_not_fill_the_store_for_good(tmp_path: Path) -> None:
+    # Another process is killed while it holds a read transaction open.
+    directory = tmp_path / "answers"
+    store = SharedAnswers(directory, max_bytes=256 * 1024, database=DATABASE)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+            import sys, time
+            import lmdb
+            env = lmdb.open({str(directory)!r}, max_dbs=3)
+            txn = env.begin()
+            print("reading", flush=True)
+            time.sleep(60)
+            """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdout.readline().strip() == "reading"
+    reader.kill()
+    reader.wait()
+
+    # Far more than the map holds is written afterwards: every answer is still kept.
+    try:
+        for number in range(20_000):
+            store.put(key(f"k-{number}"), answer(1000))
+        assert store.get(key("k-19999")) == answer(1000)
+    finally:
+        store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from application.group_commit import GroupCommitter
+from application.group_commit import CommitterClosed, GroupCommitter
 from application.ledger import DecisionLedger
 from domain.commands import CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
@@ -238,6 +239,19 @@ def test_a_cancelled_coroutine_does_not_undo_the_commit_it_queued() -> None:
     assert store.committed == ["abandoned"]
 
 
+def test_a_save_after_close_is_refused_not_stranded(submit_all: Submit) -> None:
+    store = FakeStore()
+    committer = GroupCommitter(store.save)
+    submit_all(committer, [FakeAggregate("before-close")])
+
+    committer.close()
+    answers = submit_all(committer, [FakeAggregate("after-close")])
+
+    # What was queued before the close was committed; what came after is refused at once.
+    assert isinstance(answers["after-close"], CommitterClosed)
+    assert store.committed == ["before-close"]
+
+
 # --- Through the ledger, on both back ends --------------------------------------------------------
 
 
@@ -358,6 +372,27 @@ def test_a_redelivery_answered_first_by_another_process_replays_on_the_loop(
         asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-2", "decline")))
 
 
+def test_closing_the_ledger_lets_commands_running_in_threads_finish(ledger: DecisionLedger) -> None:
+    # A command is on its way in one of the ledger's threads, still loading its run.
+    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    load_run = ledger.load_run
+
+    def slow_load_run(run_id: str) -> Any:
+        time.sleep(0.3)
+        return load_run(run_id)
+
+    ledger.load_run = slow_load_run  # type: ignore[method-assign]
+    running = ledger._blocking_paths.submit(ledger.record_decision, decision_command("txn-1", "key-1"))
+    time.sleep(0.05)
+
+    # Closing waits for it, and it is answered: its save is not stranded behind the close.
+    closer = threading.Thread(target=ledger.close)
+    closer.start()
+    closer.join(timeout=10)
+    assert not closer.is_alive()
+    assert running.result(timeout=0).view.input_id == "txn-1"
+
+
 def test_a_run_sealed_by_another_process_refuses_a_decision_on_the_loop(
     ledger: DecisionLedger, second_process: DecisionLedger
 ) -> None:
@@ -367,7 +402,9 @@ def test_a_run_sealed_by_another_process_refuses_a_decision_on_the_loop(
     ledger.seal_run(CloseRun(token="close", actor="operator", run_id="group-run"))
     written = ledger.index.head_position()
 
-    # Its stale belief costs one refused write, then the run's real state answers.
+    # Its stale belief costs one refused write, then the run's real state answers, and
+    # the belief is dropped: the next decision is not tried against the sealed attempt.
     with pytest.raises(RunNotOpen):
         asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-1")))
     assert second_process.index.head_position() == written
+    assert second_process._known_open_attempt("group-run") is None

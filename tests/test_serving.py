@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from uvicorn.importer import import_from_string
 
+from infrastructure.answer_stores import SharedAnswers, StoredAnswer
 from infrastructure.settings import Settings
 from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
@@ -120,3 +121,35 @@ def test_serve_refuses_a_shared_answers_directory_it_cannot_use(tmp_path: Path, 
     assert "cannot share answers in" in result.stderr
     assert str(not_a_directory) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_forgets_answers_a_server_kept_in_a_directory_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signing_key_hex: str
+) -> None:
+    # An earlier server kept an answer in the directory this one is configured with.
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
+    }
+    monkeypatch.setattr(os, "environ", environment)
+    monkeypatch.setattr(serving.uvicorn, "run", lambda *arguments, **options: None)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        signing_key=signing_key_hex,
+        workers=2,
+        run_projections=False,
+        shared_answers_dir=tmp_path / "answers",
+    )
+    kept = StoredAnswer(b"digest", 201, [], b"an answer of another life of the database", None)
+    earlier = SharedAnswers(tmp_path / "answers", settings.replay_cache_bytes, settings.database().describe())
+    earlier.put(("local", "/runs/r/decisions", b"d-1"), kept)
+    earlier.close()
+
+    serving.serve_api(settings)
+
+    # The directory is the operator's, so it stays; what it held is forgotten.
+    again = SharedAnswers(tmp_path / "answers", settings.replay_cache_bytes, settings.database().describe())
+    try:
+        assert again.get(("local", "/runs/r/decisions", b"d-1")) is None
+    finally:
+        again.close()
+    assert (tmp_path / "answers").is_dir()

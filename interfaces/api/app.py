@@ -72,7 +72,9 @@ def create_app(settings: Settings, service: LedgerService | None = None) -> Fast
 
 def answer_store(settings: Settings) -> AnswerStore:
     if settings.shared_answers_dir is not None and settings.replay_cache_bytes > 0:
-        return SharedAnswers(settings.shared_answers_dir, settings.replay_cache_bytes)
+        return SharedAnswers(
+            settings.shared_answers_dir, settings.replay_cache_bytes, settings.database().describe()
+        )
     return MemoryAnswers(settings.replay_cache_bytes)
 
 
