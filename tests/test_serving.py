@@ -58,14 +58,25 @@ def test_each_worker_builds_its_app_from_the_environment(
     assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
 
 
+def environment_without_settings() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")}
+
+
+def two_workers(tmp_path: Path, signing_key_hex: str, **settings: Any) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        signing_key=signing_key_hex,
+        workers=2,
+        run_projections=False,
+        **settings,
+    )
+
+
 def test_several_workers_share_answers_in_a_private_directory_removed_afterwards(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signing_key_hex: str
 ) -> None:
     # serve_api hands the workers their settings through the environment: give it a copy.
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
-    }
-    monkeypatch.setattr(os, "environ", environment)
+    monkeypatch.setattr(os, "environ", environment_without_settings())
     seen: dict[str, Any] = {}
 
     def fake_uvicorn_run(target: str, **options: Any) -> None:
@@ -74,12 +85,7 @@ def test_several_workers_share_answers_in_a_private_directory_removed_afterwards
         seen["mode"] = stat.S_IMODE(directory.stat().st_mode)
 
     monkeypatch.setattr(serving.uvicorn, "run", fake_uvicorn_run)
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
-        signing_key=signing_key_hex,
-        workers=2,
-        run_projections=False,
-    )
+    settings = two_workers(tmp_path, signing_key_hex)
 
     serving.serve_api(settings)
 
@@ -91,9 +97,7 @@ def test_several_workers_share_answers_in_a_private_directory_removed_afterwards
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_a_shared_answers_directory_it_cannot_use(tmp_path: Path, workers: str) -> None:
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
-    }
+    environment = environment_without_settings()
     not_a_directory = tmp_path / "answers"
     not_a_directory.write_text("a file")
     environment["DECISION_LEDGER_SHARED_ANSWERS_DIR"] = str(not_a_directory)
@@ -127,18 +131,9 @@ def test_serve_forgets_answers_a_server_kept_in_a_directory_it_is_given(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signing_key_hex: str
 ) -> None:
     # An earlier server kept an answer in the directory this one is configured with.
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
-    }
-    monkeypatch.setattr(os, "environ", environment)
+    monkeypatch.setattr(os, "environ", environment_without_settings())
     monkeypatch.setattr(serving.uvicorn, "run", lambda *arguments, **options: None)
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
-        signing_key=signing_key_hex,
-        workers=2,
-        run_projections=False,
-        shared_answers_dir=tmp_path / "answers",
-    )
+    settings = two_workers(tmp_path, signing_key_hex, shared_answers_dir=tmp_path / "answers")
     kept = StoredAnswer(b"digest", 201, [], b"an answer of another life of the database", None)
     earlier = SharedAnswers(tmp_path / "answers", settings.replay_cache_bytes, settings.database().describe())
     earlier.put(("local", "/runs/r/decisions", b"d-1"), kept)
