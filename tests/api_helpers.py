@@ -3,7 +3,9 @@ and the checks every answer must pass (problem+json on errors, replay headers on
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def serve_refused(workdir: Path, *arguments: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run `decision-ledger serve` on a free port and a database of its own, with no
+    DECISION_LEDGER_ setting but these, when it is expected to refuse to start."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
+    }
+    environment |= {f"DECISION_LEDGER_{name.upper()}": value for name, value in settings.items()}
+    command = [str(CONSOLE_SCRIPT), "serve", "--port", str(free_port()), *arguments]
+    command += ["--database-url", f"sqlite:///{workdir / 'ledger.sqlite3'}"]
+    return subprocess.run(command, cwd=workdir, env=environment, capture_output=True, text=True, timeout=60)
 
 
 def keyed(key: str | bytes, **headers: str) -> dict[str, Any]:

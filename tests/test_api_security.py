@@ -3,8 +3,6 @@ local mode that never binds to anything but a loopback address."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +13,6 @@ from infrastructure.settings import ConfigurationError
 from interfaces.api.security import refuse_open_mode_off_loopback
 from tests.api_helpers import (
     AUDITOR_KEY,
-    CONSOLE_SCRIPT,
     OPERATOR_KEY,
     RUN_ID,
     SECOND_WRITER_KEY,
@@ -24,8 +21,8 @@ from tests.api_helpers import (
     bearer,
     decision_body,
     event_count,
-    free_port,
     keyed,
+    serve_refused,
 )
 
 
@@ -185,30 +182,11 @@ def test_with_keys_any_address_is_allowed() -> None:
 
 def test_serve_refuses_open_mode_on_a_public_address(tmp_path: Path) -> None:
     # No API key anywhere in the environment, and a database of the test's own.
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
-    }
     database = tmp_path / "ledger.sqlite3"
 
     # Serving on every interface is refused before anything is bound or created.
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            str(CONSOLE_SCRIPT),
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(free_port()),
-            "--database-url",
-            f"sqlite:///{database}",
-        ],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_refused(tmp_path, "--host", "0.0.0.0")
     assert result.returncode != 0
     assert time.monotonic() - started < 30
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from infrastructure.answer_stores import SharedAnswers, StoredAnswer
 from infrastructure.settings import Settings
 from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
-from tests.api_helpers import CONSOLE_SCRIPT, free_port
+from tests.api_helpers import serve_refused
 
 
 @pytest.fixture
@@ -97,28 +96,10 @@ def test_several_workers_share_answers_in_a_private_directory_removed_afterwards
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_a_shared_answers_directory_it_cannot_use(tmp_path: Path, workers: str) -> None:
-    environment = environment_without_settings()
     not_a_directory = tmp_path / "answers"
     not_a_directory.write_text("a file")
-    environment["DECISION_LEDGER_SHARED_ANSWERS_DIR"] = str(not_a_directory)
 
-    result = subprocess.run(
-        [
-            str(CONSOLE_SCRIPT),
-            "serve",
-            "--port",
-            str(free_port()),
-            "--workers",
-            workers,
-            "--database-url",
-            f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
-        ],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve_refused(tmp_path, "--workers", workers, shared_answers_dir=str(not_a_directory))
 
     # Refused before any worker starts, in one line that names the directory.
     assert result.returncode != 0

@@ -49,8 +49,8 @@ class Idempotency:
     key: str
     scope: str
 
-    def token(self, key: str | None = None) -> str:
-        return f"{self.scope}|{key or self.key}"
+    def token(self) -> str:
+        return f"{self.scope}|{self.key}"
 
 
 @dataclass(frozen=True)
