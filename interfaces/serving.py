@@ -71,15 +71,16 @@ def serve_api(settings: Settings) -> None:
             access_log=settings.access_log,
         )
         return
-    # Make what every worker shares once, before they start: the tables, the key, and a
-    # private directory where they share their first answers (removed afterwards).
-    DecisionLedger(env=settings.database().library_env()).close()
-    signer = signer_for(settings)
+    # Make what every worker shares once, before they start: a private directory where
+    # they share their first answers (removed afterwards; checked first, so a refusal
+    # writes nothing), the tables and the key.
     with contextlib.ExitStack() as cleanup:
         answers_dir = settings.shared_answers_dir or Path(
             cleanup.enter_context(tempfile.TemporaryDirectory(prefix="decision-ledger-answers-"))
         )
         _start_shared_answers(answers_dir, settings)
+        DecisionLedger(env=settings.database().library_env()).close()
+        signer = signer_for(settings)
         os.environ.update(
             {
                 "DECISION_LEDGER_DATABASE_URL": settings.database_url,

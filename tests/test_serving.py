@@ -101,7 +101,8 @@ def test_serve_refuses_a_shared_answers_directory_it_cannot_use(tmp_path: Path, 
 
     result = serve_refused(tmp_path, "--workers", workers, shared_answers_dir=str(not_a_directory))
 
-    # Refused before any worker starts, in one line that names the directory.
+    # Refused before any worker starts or anything is written, in one line that names the directory.
+    assert not (tmp_path / "ledger.sqlite3").exists()
     assert result.returncode != 0
     assert "cannot share answers in" in result.stderr
     assert str(not_a_directory) in result.stderr
