@@ -9,41 +9,31 @@ resumed by the next close of the same run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from application.commands.runs import RunCommands
 from application.ledger import DecisionLedger
 from application.proofs import SigningKey, build_run_proof
-from application.read_models import ReadModels
-from application.views import CommandResult
+from application.queries.read_models import ReadModels
+from application.results import CloseView, CommandResult
 from domain import errors
 from domain.commands import CloseRun
+from domain.idempotency import require_same_request
 from domain.run import Reconciliation, Run, RunStatus, verdict_token
-
-
-@dataclass(frozen=True)
-class CloseView:
-    run_id: str
-    verdict: str
-    attempt: int
-    seal_position: int
-    reasons: list[dict[str, Any]]
-    summary: dict[str, Any]
-    proof_digest: str | None
-    position: int
 
 
 class RunCloser:
     def __init__(
         self,
         ledger: DecisionLedger,
+        runs: RunCommands,
         read_models: ReadModels,
         signer: SigningKey,
         *,
         catch_up_timeout: float = 10.0,
     ) -> None:
         self.ledger = ledger
+        self.runs = runs
         self.read_models = read_models
         self.signer = signer
         self.catch_up_timeout = catch_up_timeout
@@ -51,14 +41,13 @@ class RunCloser:
     def close(self, command: CloseRun) -> CommandResult[CloseView]:
         finished = self.ledger.index.token_receipt(verdict_token(command.token))
         if finished is not None:
-            if finished.fingerprint != command.fingerprint:
-                raise errors.IdempotencyKeyReused(
-                    "this idempotency key was already used for a different request"
-                )
+            require_same_request(finished.fingerprint, command.fingerprint)
+            if finished.originator_version is None:
+                raise errors.IdempotencyKeyReused("this idempotency key was used for another command")
             return self._verdict_at(command.run_id, finished.originator_version, replayed=True)
         run = self.ledger.load_run(command.run_id)
         if run.status != RunStatus.SEALED:
-            sealed = self.ledger.seal_run(command)  # raises RunNotOpen on a closed run
+            sealed = self.runs.seal(command)  # raises RunNotOpen on a closed run
             run = self.ledger.load_run(command.run_id)
             if sealed.replayed and run.status != RunStatus.SEALED:
                 # This token sealed an attempt that another close has since concluded.
@@ -67,7 +56,7 @@ class RunCloser:
         # Fail closed: without views that reached the seal there is no evidence.
         self.read_models.wait_for(seal_position, timeout=self.catch_up_timeout)
         evidence = self.read_models.evidence(command.run_id, seal_position)
-        result = self.ledger.record_verdict(
+        result = self.runs.record_verdict(
             command, evidence, lambda sealed_run: self._proof(sealed_run, evidence)
         )
         verdict = self._close_view(command.run_id, result.view.verdicts[-1], result.position)
@@ -83,21 +72,20 @@ class RunCloser:
             evidence,
             material,
             at_seal.chain_hash,
-            datetime.now(UTC),
+            self.ledger.clock(),
             self.signer,
         )
 
     def _verdict_at(self, run_id: str, version: int, *, replayed: bool) -> CommandResult[CloseView]:
-        at_verdict = self.ledger.run_at_version(run_id, version)
+        at_verdict = self.runs.run_at_version(run_id, version)
         view = self._close_view(run_id, at_verdict.view.verdicts[-1], at_verdict.position)
         return CommandResult(view, at_verdict.version, at_verdict.position, replayed)
 
     def _verdict_of(self, run: Run, attempt: int) -> CommandResult[CloseView]:
         for verdict in reversed(run.verdicts):
             if verdict["attempt"] == attempt:
-                current = self.ledger.get_run(run.run_id)
-                view = self._close_view(run.run_id, verdict, current.position)
-                return CommandResult(view, current.version, current.position, True)
+                position = self.ledger.position_of(run.id, run.version)
+                return CommandResult(self._close_view(run.run_id, verdict, position), run.version, position, True)
         raise errors.RunNotOpen(f"run {run.run_id!r} is {run.status}; it cannot be closed")
 
     @staticmethod

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from application.audit_chain import canonical_bytes, inclusion_path, leaf_hash, merkle_root
+from application.audit_chain import inclusion_path, leaf_hash, merkle_root
 from domain.canonical import canonical_json
-from domain.errors import ProofNotFound
 from domain.run import Reconciliation, Run
 
 RUN_PROOF_FORMAT = "decision-ledger/run-proof/v1"
@@ -145,31 +144,3 @@ def build_inclusion_proof(
         },
         "run_proof": run_proof,
     }
-
-
-def decision_inclusion_proof(
-    ledger: Any, read_models: Any, decision_id: Any, as_of_position: int | None = None
-) -> dict[str, Any]:
-    """The decision's events as leaves of its run's committed Merkle tree (as known at
-    `as_of_position`), with their audit paths and the signed run proof."""
-    decision = ledger.get_decision(decision_id, as_of_position=as_of_position)
-    run = ledger.get_run(decision.run_id, as_of_position=as_of_position)
-    committed = [verdict for verdict in run.verdicts if verdict.get("proof")]
-    if not committed:
-        raise ProofNotFound(
-            f"run {decision.run_id!r} has no committed attempt to prove decision {decision_id}"
-        )
-    run_proof = committed[-1]["proof"]
-    seal = run_proof["seal_position"]
-    material = read_models.proof_material(decision.run_id, seal)
-    index_of = {position: index for index, position in enumerate(material.positions)}
-    leaves = []
-    for stored in ledger.recorder.select_events(decision_id):
-        position = ledger.index.event_position(decision_id, stored.originator_version)
-        if position is None or position.position > seal:
-            break
-        event_bytes = canonical_bytes(
-            position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
-        )
-        leaves.append((index_of[position.position], event_bytes))
-    return build_inclusion_proof(run_proof, str(decision_id), material, leaves)

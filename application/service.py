@@ -1,20 +1,41 @@
-"""Everything a front end needs, wired once: the ledger, its read models, the closer
-and the projection runtime."""
+"""Everything a front end needs, wired once: the commands, the queries, the closer and
+the projections. The REST API and the CLI call only this."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
 
+from application.answers import Answers
 from application.closing import RunCloser
-from application.ledger import DecisionLedger
-from application.projections.runtime import Projections, ProjectionWorker
+from application.commands import Commands
+from application.ledger import DecisionLedger, LedgerTuning
+from application.projections.runtime import Difference, Projections, ProjectionStatus
+from application.projections.worker import ProjectionWorker
 from application.proofs import SigningKey
-from application.read_models import ReadModels
+from application.queries.aggregates import AggregateQueries
+from application.queries.points import PointInLog
+from application.queries.proofs import decision_inclusion_proof
+from application.queries.read_models import ReadModels
+from application.store_verification import ChainReport, StoreVerifier, verify_audit_log
+from domain.clock import Clock, system_clock
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    head_position: int
+    projection_lag: dict[str, int]
 
 
 @dataclass
 class LedgerService:
     ledger: DecisionLedger
+    commands: Commands
+    queries: AggregateQueries
     projections: Projections
     read_models: ReadModels
     closer: RunCloser
@@ -30,12 +51,83 @@ class LedgerService:
         *,
         read_timeout: float = 5.0,
         close_timeout: float = 15.0,
+        tuning: LedgerTuning | None = None,
+        clock: Clock = system_clock,
     ) -> LedgerService:
-        ledger = DecisionLedger(env=library_env)
+        ledger = DecisionLedger(env=library_env, tuning=tuning, clock=clock)
+        commands = Commands.over(ledger)
         projections = Projections(ledger)
         read_models = ReadModels(projections, wait_timeout=read_timeout)
-        closer = RunCloser(ledger, read_models, signer, catch_up_timeout=close_timeout)
-        return cls(ledger, projections, read_models, closer, signer, library_env)
+        closer = RunCloser(ledger, commands.runs, read_models, signer, catch_up_timeout=close_timeout)
+        queries = AggregateQueries(ledger, Answers(ledger))
+        return cls(ledger, commands, queries, projections, read_models, closer, signer, library_env)
+
+    # --- The point of the log a read is about ---------------------------------------------
+
+    def position_of(self, point: PointInLog) -> int | None:
+        """The position a point names (None: now); NothingKnownYet if the log held nothing then."""
+        return point.position(self.ledger.index)
+
+    def head_position(self) -> int:
+        return self.ledger.index.head_position()
+
+    def wait_for(self, position: int | None) -> None:
+        """Read-your-writes: wait (bounded) until the read models reach a position."""
+        self.read_models.wait_for(position)
+
+    # --- Proofs and verification ------------------------------------------------------------
+
+    def decision_proof(self, decision_id: UUID, *, as_of_position: int | None = None) -> dict[str, Any]:
+        return decision_inclusion_proof(self.ledger, self.queries, self.read_models, decision_id, as_of_position)
+
+    def verify_audit_log(
+        self,
+        verify_proof: Callable[[dict[str, Any]], None],
+        *,
+        from_position: int = 1,
+        to_position: int | None = None,
+        on_total: Callable[[int], None] | None = None,
+        on_progress: Progress | None = None,
+    ) -> tuple[ChainReport, int]:
+        """Recompute the chain from the stored events and compare it with the audit log
+        and every run proof; answers the report and how many newer events are unaudited."""
+        index = self.ledger.index
+        return verify_audit_log(
+            self._store_verifier(),
+            audited_to=self.projections.live_store("audit").position(),
+            count_after=index.count_after,
+            chain_hash_before=self.read_models.chain_hash_before,
+            verify_proof=verify_proof,
+            from_position=from_position,
+            to_position=to_position,
+            on_total=on_total,
+            on_progress=on_progress,
+        )
+
+    def verify_proof_against_store(self, proof: dict[str, Any]) -> None:
+        """Recompute a run proof from the stored events as of its seal position."""
+        self._store_verifier().verify_chain(to_position=proof["seal_position"], proofs=[proof])
+
+    def _store_verifier(self) -> StoreVerifier:
+        return StoreVerifier(self.ledger.recorder, self.read_models.audit_stream)
+
+    # --- Projections -------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        lags = {status.name: status.lag for status in self.projections.status()}
+        return Readiness(self.head_position(), lags)
+
+    def projection_status(self) -> list[ProjectionStatus]:
+        return self.projections.status()
+
+    def events_after(self, position: int) -> int:
+        return self.ledger.index.count_after(position)
+
+    def rebuild_projection(self, name: str, on_progress: Progress | None = None) -> int:
+        return self.projections.rebuild(name, on_progress=on_progress)
+
+    def verify_projection(self, name: str, on_progress: Progress | None = None) -> tuple[int, list[Difference]]:
+        return self.projections.verify(name, on_progress=on_progress)
 
     def start_projections(self) -> None:
         """Follow the log in this process (the default for `serve`)."""
@@ -43,8 +135,13 @@ class LedgerService:
             self.worker = ProjectionWorker(self.projections, self.library_env)
             self.worker.start()
 
+    def follow_forever(self) -> None:
+        """Follow the log in this process until interrupted (`projections run`)."""
+        ProjectionWorker(self.projections, self.library_env).run_forever()
+
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        self.commands.close()
         self.ledger.close()

@@ -57,11 +57,13 @@ class HistoryBuilder:
     in_run: int = 0
 
     def extend_to(self, events: int, progress: Any = None) -> float:
+        from application.commands import Commands
         from application.ledger import DecisionLedger
         from domain.canonical import fingerprint
         from domain.commands import AdmitInputs, ModelRef, OpenRun, RecordDecision
 
         ledger = DecisionLedger(env=self.env or self.target.library_env())
+        commands = Commands.over(ledger)
         started = time.perf_counter()
         try:
             head = ledger.index.head_position()
@@ -70,8 +72,8 @@ class HistoryBuilder:
                     self.runs += 1
                     self.in_run = 0
                     run_id = self.run_id
-                    ledger.open_run(OpenRun(token=f"open-{run_id}", actor="bench", run_id=run_id, lane="fraud"))
-                    ledger.admit_inputs(
+                    commands.runs.open(OpenRun(token=f"open-{run_id}", actor="bench", run_id=run_id, lane="fraud"))
+                    commands.runs.admit(
                         AdmitInputs(
                             token=f"basis-{run_id}", actor="bench", run_id=run_id,
                             input_ids=tuple(f"txn-{number}" for number in range(RUN_SIZE)),
@@ -92,7 +94,7 @@ class HistoryBuilder:
                         )
                     )
                 batch_token = f"batch-{run_id}-{self.in_run}"
-                result = ledger.record_decision_batch(
+                result = commands.batches.record(
                     run_id, items, batch_token, fingerprint("bench_batch", {"token": batch_token})
                 )
                 created = result.view.count("created")
@@ -123,6 +125,7 @@ def prepare(target: DatabaseTarget) -> None:
     from application.projections.runtime import Projections
 
     ledger = DecisionLedger(env=target.library_env())
+
     try:
         projections = Projections(ledger)
         for name in projections.names:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import psutil
 
+from application.commands import Commands
 from application.ledger import DecisionLedger
 from bench.common import DEFAULT_POSTGRES_URL, new_database, sqlite_file
 from domain.action import Action
@@ -121,6 +122,7 @@ def write_history(database_url: str, events: int, events_per_run: int) -> int:
         "GROUP_COMMIT": "n",
     }
     ledger = DecisionLedger(env=env)
+    commands = Commands.over(ledger)
     model = ModelRef("gbm", "7")
     written = 0
     try:
@@ -128,14 +130,14 @@ def write_history(database_url: str, events: int, events_per_run: int) -> int:
         while written < events:
             run_id = f"bench-{run_number:05d}"
             run_number += 1
-            ledger.open_run(OpenRun(token=f"open-{run_id}", actor="bench", run_id=run_id, lane="fraud"))
+            commands.runs.open(OpenRun(token=f"open-{run_id}", actor="bench", run_id=run_id, lane="fraud"))
             written += 1
             # Decisions, plus the admissions, corrections and actions that go with them.
             budget = min(events_per_run, events - written)
             decisions = max(1, int(budget / (1 + 1 / BASIS_BATCH + 1 / 50 + 2 / 50)))
             input_ids = [f"{run_id}-input-{number:07d}" for number in range(decisions)]
             for start in range(0, len(input_ids), BASIS_BATCH):
-                ledger.admit_inputs(
+                commands.runs.admit(
                     AdmitInputs(
                         token=f"basis-{run_id}-{start}",
                         actor="bench",

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
+from application.commands import Commands
 from application.ledger import DecisionLedger
 from bench.common import new_database, sqlite_file
 from domain.commands import AdmitInputs, OpenRun
@@ -92,14 +93,15 @@ def benchmark_database(database_url: str | None) -> Iterator[DatabaseTarget]:
 def write_big_run(target: DatabaseTarget, inputs: int, batches: int) -> float:
     """Open the run and admit its inputs batch by batch; the seconds it took."""
     ledger = DecisionLedger(env=target.library_env())
+    commands = Commands.over(ledger)
     try:
         started = time.perf_counter()
-        ledger.open_run(OpenRun(token="bench-open", actor="bench", run_id=RUN_ID, lane="bench"))
+        commands.runs.open(OpenRun(token="bench-open", actor="bench", run_id=RUN_ID, lane="bench"))
         input_ids = [f"input-{number:08d}" for number in range(inputs)]
         # Exactly `batches` batches, whose sizes differ by one at most.
         bounds = [inputs * batch_number // batches for batch_number in range(batches + 1)]
         for batch_number, (start, stop) in enumerate(itertools.pairwise(bounds)):
-            ledger.admit_inputs(
+            commands.runs.admit(
                 AdmitInputs(
                     token=f"bench-admit-{batch_number}",
                     actor="bench",

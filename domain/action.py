@@ -29,9 +29,6 @@ class ActionStatus(StrEnum):
     WAIVED = "waived"
 
 
-TERMINAL_ACTION_STATUSES = frozenset({ActionStatus.COMMITTED, ActionStatus.WAIVED})
-
-
 class Action(LedgerAggregate):
     @staticmethod
     def create_id(run_id: str, action_key: str) -> UUID:
@@ -92,10 +89,6 @@ class Action(LedgerAggregate):
         raise IdempotencyKeyReused(
             f"action key {self.action_key!r} already names a different action in this run"
         )
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_ACTION_STATUSES
 
     def commit(self, command: CommitAction, attempt: int) -> int | None:
         replayed = self.replayed_version(command)

@@ -8,75 +8,30 @@ redelivery of the same command under the same token is recognised as a replay.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from domain.canonical import canonical_json, fingerprint
+from domain.canonical import fingerprint
 from domain.errors import InvalidCommand
-from domain.identity import validate_run_id
+from domain.fields import (
+    optional_text,
+    require_document,
+    require_input_id,
+    require_label,
+    require_text,
+    require_token,
+    require_utc_offset,
+    validate_run_id,
+)
 from domain.limits import (
-    INPUT_ID_PATTERN,
-    LABEL_PATTERN,
     MAX_BASIS_BATCH,
-    MAX_DOCUMENT_BYTES,
     MAX_NAME_LENGTH,
     MAX_REASON_CODES,
     MAX_TEXT_LENGTH,
     MAX_TOKEN_LENGTH,
 )
-
-_LABEL = re.compile(LABEL_PATTERN)
-_INPUT_ID = re.compile(INPUT_ID_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def require_label(value: Any, field_name: str) -> str:
-    if not isinstance(value, str) or not _LABEL.fullmatch(value):
-        raise InvalidCommand(f"{field_name} must match {LABEL_PATTERN}", field=field_name)
-    return value
-
-
-def require_input_id(value: Any, field_name: str = "input_id") -> str:
-    if not isinstance(value, str) or not _INPUT_ID.fullmatch(value):
-        raise InvalidCommand(f"{field_name} must be 1 to 256 printable characters", field=field_name)
-    return value
-
-
-def require_text(value: Any, field_name: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
-        raise InvalidCommand(
-            f"{field_name} must be non-blank text of at most {max_length} characters",
-            field=field_name,
-        )
-    return value
-
-
-def optional_text(value: Any, field_name: str, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
-    return None if value is None else require_text(value, field_name, max_length=max_length)
-
-
-def require_document(value: Any, field_name: str) -> dict[str, Any]:
-    """A JSON object small enough to keep in an event."""
-    if not isinstance(value, dict):
-        raise InvalidCommand(f"{field_name} must be a JSON object", field=field_name)
-    try:
-        encoded = canonical_json(value)
-    except (TypeError, ValueError) as error:
-        raise InvalidCommand(f"{field_name} is not plain JSON: {error}", field=field_name) from None
-    if len(encoded) > MAX_DOCUMENT_BYTES:
-        raise InvalidCommand(
-            f"{field_name} must be at most {MAX_DOCUMENT_BYTES} bytes of JSON", field=field_name
-        )
-    return value
-
-
-def require_aware(value: Any, field_name: str) -> datetime:
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise InvalidCommand(f"{field_name} must be a timestamp with an offset", field=field_name)
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,15 +45,7 @@ class Command:
     fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.token, str)
-            or not 1 <= len(self.token) <= MAX_TOKEN_LENGTH
-            or _CONTROL.search(self.token)
-        ):
-            raise InvalidCommand(
-                f"the idempotency token must be 1 to {MAX_TOKEN_LENGTH} characters, none of them control characters",
-                field="token",
-            )
+        require_token(self.token)
         require_text(self.actor, "actor", max_length=MAX_NAME_LENGTH)
         self.validate()
         object.__setattr__(self, "fingerprint", fingerprint(self.name, self.payload()))
@@ -261,7 +208,7 @@ class CorrectDecision(Command):
         if self.reasons is not None:
             _validate_reason_codes(self.reasons)
         if self.effective_at is not None:
-            require_aware(self.effective_at, "effective_at")
+            require_utc_offset(self.effective_at, "effective_at")
 
     def payload(self) -> dict[str, Any]:
         return {

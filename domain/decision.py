@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import datetime_now_with_tzinfo, event
+from eventsourcing.domain import event
 
 from domain.commands import CorrectDecision, RecordDecision
 from domain.errors import DecisionAlreadyRecorded, InvalidCommand
@@ -24,7 +24,7 @@ class Decision(LedgerAggregate):
         return decision_uuid(run_id, input_id)
 
     @classmethod
-    def record(cls, command: RecordDecision, attempt: int) -> Decision:
+    def record(cls, command: RecordDecision, attempt: int, now: datetime) -> Decision:
         return cls(
             **cls.attribution(command, command.run_id, attempt),
             input_id=command.input_id,
@@ -34,7 +34,7 @@ class Decision(LedgerAggregate):
             policy_version=command.policy_version,
             reasons=list(command.reasons),
             features_digest=command.features_digest,
-            timestamp=datetime_now_with_tzinfo(),
+            timestamp=now,
         )
 
     @event("Recorded")
@@ -90,11 +90,10 @@ class Decision(LedgerAggregate):
             f"a different decision is already recorded for input {self.input_id!r}; send a correction instead"
         )
 
-    def correct(self, command: CorrectDecision, attempt: int) -> int | None:
+    def correct(self, command: CorrectDecision, attempt: int, now: datetime) -> int | None:
         replayed = self.replayed_version(command)
         if replayed is not None:
             return replayed
-        now = datetime_now_with_tzinfo()
         if command.effective_at is not None and command.effective_at > now:
             raise InvalidCommand(
                 "effective_at is when the corrected outcome should have applied: it cannot be in the future",

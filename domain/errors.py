@@ -24,6 +24,12 @@ class InvalidCommand(LedgerError):
         self.field = field
 
 
+class InvalidQuery(InvalidCommand):
+    """A query parameter breaks a rule its schema cannot express (a time without an offset)."""
+
+    location = "query"
+
+
 # --- Not found -------------------------------------------------------------
 
 
@@ -90,12 +96,6 @@ class ActionNotRetryable(Conflict):
 
 class ActionTransitionRefused(Conflict):
     slug = "action-transition-refused"
-
-
-class RequestInFlight(Conflict):
-    """The same idempotency token is being executed by another request."""
-
-    slug = "request-in-flight"
 
 
 # --- Idempotency -------------------------------------------------------------

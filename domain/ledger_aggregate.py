@@ -7,7 +7,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.commands import Command
-from domain.errors import IdempotencyKeyReused
+from domain.idempotency import require_same_request
 
 
 class LedgerAggregate(Aggregate):
@@ -35,8 +35,7 @@ class LedgerAggregate(Aggregate):
         if receipt is None:
             return None
         accepted_fingerprint, version = receipt
-        if accepted_fingerprint != command.fingerprint:
-            raise IdempotencyKeyReused("this idempotency key was already used for a different request")
+        require_same_request(accepted_fingerprint, command.fingerprint)
         return int(version)
 
     @staticmethod

@@ -11,8 +11,3 @@ MAX_NAME_LENGTH = 128
 MAX_REASON_CODES = 64
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_TOKEN_LENGTH = 1_024
-
-#: Outcomes, reason codes, lanes and action kinds.
-LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
-#: Input IDs: any printable text, no control characters.
-INPUT_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"

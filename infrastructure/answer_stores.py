@@ -13,41 +13,14 @@ import json
 import logging
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import lmdb
 
+from application.ports import AnswerKey, StoredAnswer
 from infrastructure.settings import ConfigurationError
 
-#: (principal, path, idempotency key)
-AnswerKey = tuple[str, str, bytes]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    body_digest: bytes
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    #: The route's path template, for the metrics' route label.
-    route_path: str | None
-
-    @property
-    def size(self) -> int:
-        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + 256
-
-
-class AnswerStore(Protocol):
-    max_bytes: int
-
-    def get(self, key: AnswerKey) -> StoredAnswer | None: ...
-
-    def put(self, key: AnswerKey, answer: StoredAnswer) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class MemoryAnswers:

@@ -17,13 +17,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from infrastructure.ledger_index import (
-    APPEND_ONLY_MESSAGE,
-    EventPosition,
-    LedgerIndex,
-    LedgerIndexRows,
-    TokenReceipt,
-)
+from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, TokenReceipt
+from infrastructure.append_only import APPEND_ONLY_MESSAGE
+from infrastructure.eventsourcing_compat import unretried_insert_events
 
 #: SQLSTATE raised when a command races a seal. Class 23 makes psycopg, and so the
 #: library, report it as an IntegrityError: the caller reloads and re-checks.
@@ -150,7 +146,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
         the pipeline, the index statements queued after it report "pipeline aborted", an
         OperationalError the library would retry as if the server had gone away."""
         try:
-            return PostgresApplicationRecorder.insert_events.__wrapped__(self, stored_events, **kwargs)  # type: ignore[attr-defined]
+            return unretried_insert_events()(self, stored_events, **kwargs)
         except OperationalError as error:
             if isinstance(error.__cause__, psycopg.errors.PipelineAborted):
                 raise IntegrityError("a statement of this transaction conflicted") from error
@@ -322,15 +318,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             SQL("SELECT COALESCE(MAX(position), 0) AS head FROM {}").format(self._table("positions"))
         )
         return rows[0]["head"]
-
-    def run_events(self, run_id: str, up_to: int | None = None) -> list[EventPosition]:
-        rows = self._fetchall(
-            SQL("SELECT * FROM {} WHERE run_id = %s AND position <= %s ORDER BY position").format(
-                self._table("positions")
-            ),
-            (run_id, up_to if up_to is not None else 2**62),
-        )
-        return [self._event_position(row) for row in rows]
 
     def count_run_events(self, run_id: str, up_to: int) -> int:
         rows = self._fetchall(

@@ -18,13 +18,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from infrastructure.ledger_index import (
-    APPEND_ONLY_MESSAGE,
-    EventPosition,
-    LedgerIndex,
-    LedgerIndexRows,
-    TokenReceipt,
-)
+from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, TokenReceipt
+from infrastructure.append_only import APPEND_ONLY_MESSAGE
 
 #: SQLite has no LISTEN/NOTIFY: followers poll the log this often (seconds).
 POLL_INTERVAL = 0.05
@@ -275,13 +270,6 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
 
     def head_position(self) -> int:
         return self._fetchall("SELECT COALESCE(MAX(position), 0) FROM ledger_positions")[0][0]
-
-    def run_events(self, run_id: str, up_to: int | None = None) -> list[EventPosition]:
-        rows = self._fetchall(
-            "SELECT * FROM ledger_positions WHERE run_id = ? AND position <= ? ORDER BY position",
-            (run_id, up_to if up_to is not None else 2**62),
-        )
-        return [self._event_position(row) for row in rows]
 
     def count_run_events(self, run_id: str, up_to: int) -> int:
         return self._fetchall(

@@ -29,6 +29,7 @@ from domain.errors import (
     InvalidCommand,
 )
 from domain.identity import action_uuid, decision_uuid
+from tests.ledger_commands import commands_of
 
 RUN_ID = "credit-2024-06-01"
 DECISION_ID = decision_uuid(RUN_ID, "applicant-17")
@@ -252,8 +253,8 @@ def test_redelivered_action_commands_answer_the_first_results_and_write_nothing(
     ledger: DecisionLedger,
 ) -> None:
     # A run with one decision, for which the dispatcher requests a letter.
-    ledger.open_run(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
-    ledger.record_decision(
+    commands_of(ledger).runs.open(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
+    commands_of(ledger).decisions.record(
         RecordDecision(
             token="record-1",
             actor="scorer",
@@ -263,16 +264,16 @@ def test_redelivered_action_commands_answer_the_first_results_and_write_nothing(
             model=ModelRef("scorecard", "7.1"),
         )
     )
-    requested = ledger.request_action(request_command())
+    requested = commands_of(ledger).actions.request(request_command())
     commit_command = CommitAction(
         token="commit-1", actor="mailer", action_id=action_uuid(RUN_ID, "send-offer-17")
     )
-    committed = ledger.commit_action(commit_command)
+    committed = commands_of(ledger).actions.commit(commit_command)
     head_after_commit = ledger.recorder.max_notification_id()
 
     # Both commands are delivered again.
-    requested_again = ledger.request_action(request_command())
-    committed_again = ledger.commit_action(commit_command)
+    requested_again = commands_of(ledger).actions.request(request_command())
+    committed_again = commands_of(ledger).actions.commit(commit_command)
 
     # Each answer is the first one, marked as a replay, and the log did not grow.
     assert (requested.replayed, committed.replayed) == (False, False)

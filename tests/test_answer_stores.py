@@ -13,7 +13,8 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from infrastructure.answer_stores import MemoryAnswers, SharedAnswers, StoredAnswer
+from application.ports import StoredAnswer
+from infrastructure.answer_stores import MemoryAnswers, SharedAnswers
 from infrastructure.settings import ConfigurationError
 
 DATABASE = "postgresql://postgres@127.0.0.1:5432/test?schema=ledger"
@@ -132,7 +133,8 @@ def test_an_answer_kept_by_one_process_is_found_by_another(tmp_path: Path) -> No
     child = textwrap.dedent(
         f"""
         from pathlib import Path
-        from infrastructure.answer_stores import SharedAnswers, StoredAnswer
+        from application.ports import StoredAnswer
+        from infrastructure.answer_stores import SharedAnswers
         store = SharedAnswers(Path({str(directory)!r}), max_bytes=64 * 1024, database={DATABASE!r})
         store.put(("lane-a", "/runs/fraud-1/decisions", b"d-1"),
                   StoredAnswer(b"digest", 201, [(b"idempotent-replayed", b"true")], b"first answer", None))

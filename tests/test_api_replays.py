@@ -41,11 +41,11 @@ def api_settings(request: pytest.FixtureRequest, api_settings: Settings, tmp_pat
 
 
 class LedgerCalls:
-    """Counts the ledger's record_decision_async calls (and can forbid them)."""
+    """Counts the ledger's record_async calls for decisions (and can forbid them)."""
 
     def __init__(self, api: TestClient, monkeypatch: pytest.MonkeyPatch, *, forbid: bool = False) -> None:
-        ledger = api.app.state.service.ledger  # type: ignore[attr-defined]
-        original = ledger.record_decision_async
+        decisions = api.app.state.service.commands.decisions  # type: ignore[attr-defined]
+        original = decisions.record_async
         self.count = 0
 
         async def counted(command: Any) -> Any:
@@ -54,7 +54,7 @@ class LedgerCalls:
                 raise AssertionError("the ledger was reached for a redelivery")
             return await original(command)
 
-        monkeypatch.setattr(ledger, "record_decision_async", counted)
+        monkeypatch.setattr(decisions, "record_async", counted)
 
 
 def raw(body: dict[str, Any], *, indent: int | None = None) -> bytes:
@@ -125,8 +125,8 @@ def test_a_batch_redelivery_gets_the_first_answer_byte_for_byte(
     first = post_raw(api, f"{DECISIONS}/batch", raw({"decisions": items}), "batch-1")
     assert_executed(first, 200)
     monkeypatch.setattr(
-        api.app.state.service.ledger,  # type: ignore[attr-defined]
-        "record_decision_batch",
+        api.app.state.service.commands.batches,  # type: ignore[attr-defined]
+        "record",
         lambda *args: pytest.fail("the ledger was reached for a redelivered batch"),
     )
 

@@ -22,6 +22,7 @@ from domain.identity import run_uuid
 from domain.run import Run
 from infrastructure.database import DatabaseTarget, parse_database_url
 from tests.conftest import PostgresSchema
+from tests.ledger_commands import commands_of
 
 RUN_ID = "audit-2024-06-01"
 REFUSAL = "the ledger is append-only"
@@ -79,11 +80,11 @@ def refusal_errors(backend: str) -> type[Exception]:
 
 def write_some_history(ledger: DecisionLedger) -> None:
     """A run with a basis and a decision, then sealed: a row in every protected table."""
-    ledger.open_run(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
-    ledger.admit_inputs(
+    commands_of(ledger).runs.open(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
+    commands_of(ledger).runs.admit(
         AdmitInputs(token="admit-1", actor="loader", run_id=RUN_ID, input_ids=("a", "b"))
     )
-    ledger.record_decision(
+    commands_of(ledger).decisions.record(
         RecordDecision(
             token="record-1", actor="scorer", run_id=RUN_ID, input_id="a",
             outcome="approve", model=ModelRef("scorecard", "7.1"),

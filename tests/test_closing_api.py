@@ -15,8 +15,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from application.proof_checks import verify_run_proof
 from application.proofs import proof_digest
-from application.verification import StoreVerifier, verify_run_proof
+from application.store_verification import StoreVerifier
 from domain.basis import basis_digest
 
 MODEL = {"name": "gbm", "version": "7"}

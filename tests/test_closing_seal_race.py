@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from application.ledger import DecisionLedger
 from domain.commands import AdmitInputs, CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
+from tests.ledger_commands import commands_of
 from tests.test_closing_api import Operator
 
 RUN_ID = "fraud-race"
@@ -113,8 +114,8 @@ def test_a_decision_committed_together_with_its_runs_seal_and_after_it_is_refuse
     ledger: DecisionLedger,
 ) -> None:
     # The run is open, with two inputs admitted.
-    ledger.open_run(OpenRun(token="open", actor="scheduler", run_id=RUN_ID, lane="fraud"))
-    ledger.admit_inputs(
+    commands_of(ledger).runs.open(OpenRun(token="open", actor="scheduler", run_id=RUN_ID, lane="fraud"))
+    commands_of(ledger).runs.admit(
         AdmitInputs(token="basis", actor="loader", run_id=RUN_ID, input_ids=("txn-1", "txn-2"))
     )
 
@@ -132,6 +133,7 @@ def test_a_decision_committed_together_with_its_runs_seal_and_after_it_is_refuse
             model=ModelRef("gbm", "7"),
         ),
         attempt=run.attempt,
+        now=ledger.clock(),
     )
 
     # The seal gate refuses that transaction as a whole: the decision would land after

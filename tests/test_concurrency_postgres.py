@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from application.ledger import DecisionLedger
-from application.views import CommandResult
+from application.results import CommandResult
 from domain.commands import ModelRef, OpenRun, RecordDecision
 from domain.errors import DecisionAlreadyRecorded, RunAlreadyExists
 from domain.identity import decision_uuid, run_uuid
 from infrastructure.database import parse_database_url
 from tests.conftest import PostgresSchema
+from tests.ledger_commands import commands_of
 
 pytestmark = pytest.mark.postgres
 
@@ -85,14 +86,14 @@ def recorded_decision_events(ledger: DecisionLedger) -> list[Any]:
 
 def test_the_same_decision_under_the_same_token_lands_once(writers: list[DecisionLedger]) -> None:
     # The run is open.
-    writers[0].open_run(open_command("open-1"))
+    commands_of(writers[0]).runs.open(open_command("open-1"))
 
     # Eight retries of one delivery arrive at once.
-    answers = race(writers, lambda ledger, _: ledger.record_decision(decision_command("record-1")))
+    answers = race(writers, lambda ledger, _: commands_of(ledger).decisions.record(decision_command("record-1")))
 
     # Exactly one Recorded event landed, and the index agrees.
     assert [type(e).__name__ for e in recorded_decision_events(writers[0])] == ["Recorded"]
-    assert len(writers[0].index.run_events(RUN_ID)) == 2
+    assert writers[0].index.count_run_events(RUN_ID, 2**62) == 2
 
     # Everyone got the same decision at version 1; only one of them did the work.
     assert all(isinstance(answer, CommandResult) for answer in answers), answers
@@ -106,16 +107,16 @@ def test_the_same_decision_under_different_tokens_lands_once(
     writers: list[DecisionLedger],
 ) -> None:
     # The run is open.
-    writers[0].open_run(open_command("open-1"))
+    commands_of(writers[0]).runs.open(open_command("open-1"))
 
     # Eight clients send the same decision, each under a token of its own.
     answers = race(
-        writers, lambda ledger, number: ledger.record_decision(decision_command(f"record-{number}"))
+        writers, lambda ledger, number: commands_of(ledger).decisions.record(decision_command(f"record-{number}"))
     )
 
     # Exactly one event landed.
     assert len(recorded_decision_events(writers[0])) == 1
-    assert len(writers[0].index.run_events(RUN_ID)) == 2
+    assert writers[0].index.count_run_events(RUN_ID, 2**62) == 2
 
     # Every answer shows that one decision; the other seven are replays of it.
     assert all(isinstance(answer, CommandResult) for answer in answers), answers
@@ -127,12 +128,12 @@ def test_different_decisions_for_one_input_leave_one_winner_and_conflicts(
     writers: list[DecisionLedger],
 ) -> None:
     # The run is open.
-    writers[0].open_run(open_command("open-1"))
+    commands_of(writers[0]).runs.open(open_command("open-1"))
 
     # Eight scorers disagree, each sending its own outcome at once.
     answers = race(
         writers,
-        lambda ledger, number: ledger.record_decision(
+        lambda ledger, number: commands_of(ledger).decisions.record(
             decision_command(f"record-{number}", outcome=f"outcome-{number}")
         ),
     )
@@ -153,7 +154,7 @@ def test_different_decisions_for_one_input_leave_one_winner_and_conflicts(
 
 def test_the_same_open_under_the_same_token_lands_once(writers: list[DecisionLedger]) -> None:
     # Eight retries of one open arrive at once.
-    answers = race(writers, lambda ledger, _: ledger.open_run(open_command("open-1")))
+    answers = race(writers, lambda ledger, _: commands_of(ledger).runs.open(open_command("open-1")))
 
     # Exactly one Opened event landed.
     assert [type(e).__name__ for e in writers[0].events.get(run_uuid(RUN_ID))] == ["Opened"]
@@ -165,7 +166,7 @@ def test_the_same_open_under_the_same_token_lands_once(writers: list[DecisionLed
 
 
 def test_the_same_open_under_different_tokens_lands_once(writers: list[DecisionLedger]) -> None:
-    answers = race(writers, lambda ledger, number: ledger.open_run(open_command(f"open-{number}")))
+    answers = race(writers, lambda ledger, number: commands_of(ledger).runs.open(open_command(f"open-{number}")))
 
     assert len(list(writers[0].events.get(run_uuid(RUN_ID)))) == 1
     assert all(isinstance(answer, CommandResult) for answer in answers), answers
@@ -179,7 +180,7 @@ def test_opens_of_one_run_in_different_lanes_leave_one_winner_and_conflicts(
     # Eight schedulers open the same run ID, each in a lane of its own.
     answers = race(
         writers,
-        lambda ledger, number: ledger.open_run(open_command(f"open-{number}", lane=f"lane-{number}")),
+        lambda ledger, number: commands_of(ledger).runs.open(open_command(f"open-{number}", lane=f"lane-{number}")),
     )
 
     # One Opened event landed, for the winner's lane.

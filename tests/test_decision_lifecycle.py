@@ -12,7 +12,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from application.answers import Answers
 from application.ledger import DecisionLedger
+from application.queries.aggregates import AggregateQueries
+from domain.clock import system_clock
 from domain.commands import CloseRun, CorrectDecision, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
 from domain.errors import (
@@ -25,6 +28,7 @@ from domain.errors import (
 )
 from domain.identity import decision_uuid, run_uuid
 from domain.run import Run
+from tests.ledger_commands import commands_of
 
 RUN_ID = "credit-2024-06-01"
 MODEL = ModelRef("scorecard", "7.1")
@@ -58,7 +62,7 @@ def correct_command(decision: Decision, token: str = "correct-1", **changes: obj
 
 def saved_decision(**changes: object) -> Decision:
     """A decision recorded in attempt 1 whose Recorded event is already saved."""
-    decision = Decision.record(record_command(**changes), attempt=1)
+    decision = Decision.record(record_command(**changes), attempt=1, now=system_clock())
     decision.collect_events()
     return decision
 
@@ -72,7 +76,7 @@ def pending_event_names(decision: Decision) -> list[str]:
 
 def test_recording_a_decision_keeps_the_outcome_and_its_provenance() -> None:
     # The scorer records its decision for an applicant.
-    decision = Decision.record(record_command(), attempt=1)
+    decision = Decision.record(record_command(), attempt=1, now=system_clock())
 
     # The decision is named by its run and input, and says what was decided by what.
     assert decision.id == decision_uuid(RUN_ID, "applicant-17")
@@ -173,7 +177,7 @@ def test_a_correction_is_a_new_event_and_the_history_keeps_the_original() -> Non
     original_entry = dict(decision.outcome_history[0])
 
     # A reviewer corrects it to a decline.
-    decision.correct(correct_command(decision), attempt=1)
+    decision.correct(correct_command(decision), attempt=1, now=system_clock())
 
     # The correction is a second event; the first one is not touched.
     assert decision.version == 2
@@ -193,11 +197,11 @@ def test_a_correction_is_a_new_event_and_the_history_keeps_the_original() -> Non
 def test_a_redelivered_correction_is_a_replay_without_a_new_event() -> None:
     decision = saved_decision()
     correction = correct_command(decision)
-    decision.correct(correction, attempt=1)
+    decision.correct(correction, attempt=1, now=system_clock())
     decision.collect_events()
 
     # The reviewer's client retries the same correction.
-    assert decision.correct(correction, attempt=1) == 2
+    assert decision.correct(correction, attempt=1, now=system_clock()) == 2
 
     assert len(decision.corrections) == 1
     assert pending_event_names(decision) == []
@@ -205,10 +209,10 @@ def test_a_redelivered_correction_is_a_replay_without_a_new_event() -> None:
 
 def test_reusing_a_correction_token_for_another_outcome_is_refused() -> None:
     decision = saved_decision()
-    decision.correct(correct_command(decision, token="correct-1"), attempt=1)
+    decision.correct(correct_command(decision, token="correct-1"), attempt=1, now=system_clock())
 
     with pytest.raises(IdempotencyKeyReused):
-        decision.correct(correct_command(decision, token="correct-1", outcome="refer"), attempt=1)
+        decision.correct(correct_command(decision, token="correct-1", outcome="refer"), attempt=1, now=system_clock())
     assert decision.outcome == "decline"
 
 
@@ -218,7 +222,7 @@ def test_a_correction_back_dated_to_the_start_replaces_the_outcome_from_the_star
     recorded_at = decision.created_on
 
     # Later, a reviewer learns the approval was wrong from the very beginning.
-    decision.correct(correct_command(decision, effective_at=recorded_at), attempt=1)
+    decision.correct(correct_command(decision, effective_at=recorded_at), attempt=1, now=system_clock())
 
     # Valid time is the back-dated t0, while knowledge time is when it was learnt.
     correction = decision.corrections[0]
@@ -234,11 +238,12 @@ def test_a_valid_time_query_picks_the_entry_in_effect_at_that_moment() -> None:
     # Approved at t0; declined from t0 on; then referred from the moment of the decline on.
     decision = saved_decision()
     recorded_at = decision.created_on
-    decision.correct(correct_command(decision, "correct-1", effective_at=recorded_at), attempt=1)
+    decision.correct(correct_command(decision, "correct-1", effective_at=recorded_at), attempt=1, now=system_clock())
     declined_at = decision.modified_on
     decision.correct(
         correct_command(decision, "correct-2", outcome="refer", effective_at=declined_at),
         attempt=1,
+        now=system_clock(),
     )
 
     # Each moment of valid time sees the entry in effect then.
@@ -259,7 +264,7 @@ def test_a_correction_cannot_take_effect_in_the_future() -> None:
     tomorrow = decision.created_on + timedelta(days=1)
 
     with pytest.raises(InvalidCommand, match="future"):
-        decision.correct(correct_command(decision, effective_at=tomorrow), attempt=1)
+        decision.correct(correct_command(decision, effective_at=tomorrow), attempt=1, now=system_clock())
 
     # Nothing was recorded.
     assert decision.version == 1
@@ -271,7 +276,7 @@ def test_a_correction_back_dated_before_the_original_is_in_effect_in_between() -
     decision = saved_decision()
     recorded_at = decision.created_on
     an_hour_earlier = recorded_at - timedelta(hours=1)
-    decision.correct(correct_command(decision, effective_at=an_hour_earlier), attempt=1)
+    decision.correct(correct_command(decision, effective_at=an_hour_earlier), attempt=1, now=system_clock())
 
     # Between the back-dated moment and t0, only the decline was in effect.
     assert decision.entry_valid_at(recorded_at - timedelta(minutes=30))["outcome"] == "decline"
@@ -284,6 +289,7 @@ def test_a_correction_back_dated_before_the_original_supersedes_it_from_then_on(
     decision.correct(
         correct_command(decision, effective_at=decision.created_on - timedelta(hours=1)),
         attempt=1,
+        now=system_clock(),
     )
 
     # The later knowledge should hold now: the decline, not the approval.
@@ -294,7 +300,7 @@ def test_a_correction_back_dated_before_the_original_supersedes_it_from_then_on(
 
 
 def open_run(ledger: DecisionLedger) -> None:
-    ledger.open_run(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
+    commands_of(ledger).runs.open(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
 
 
 def test_a_redelivered_decision_answers_the_first_result_and_writes_nothing(
@@ -302,11 +308,11 @@ def test_a_redelivered_decision_answers_the_first_result_and_writes_nothing(
 ) -> None:
     # The scorer records a decision in an open run.
     open_run(ledger)
-    first = ledger.record_decision(record_command())
+    first = commands_of(ledger).decisions.record(record_command())
     head_after_record = ledger.index.head_position()
 
     # Its client times out and sends the same command again.
-    again = ledger.record_decision(record_command())
+    again = commands_of(ledger).decisions.record(record_command())
 
     # The answer is the first one, marked as a replay; no event was added.
     assert (first.replayed, again.replayed) == (False, True)
@@ -321,17 +327,17 @@ def test_a_record_token_reused_for_another_input_is_refused_and_writes_nothing(
 ) -> None:
     # A decision was recorded under token record-1.
     open_run(ledger)
-    ledger.record_decision(record_command(token="record-1"))
+    commands_of(ledger).decisions.record(record_command(token="record-1"))
     head_before = ledger.recorder.max_notification_id()
 
     # The same token comes back for another applicant.
     with pytest.raises(IdempotencyKeyReused):
-        ledger.record_decision(record_command(token="record-1", input_id="applicant-18"))
+        commands_of(ledger).decisions.record(record_command(token="record-1", input_id="applicant-18"))
 
     # Nothing was written: no event, and no decision for that applicant.
     assert ledger.recorder.max_notification_id() == head_before
     with pytest.raises(DecisionNotFound):
-        ledger.find_decision(RUN_ID, "applicant-18")
+        AggregateQueries(ledger, Answers(ledger)).decision_for_input(RUN_ID, "applicant-18")
 
 
 def test_a_sealed_run_refuses_new_decisions(ledger: DecisionLedger) -> None:
@@ -345,34 +351,34 @@ def test_a_sealed_run_refuses_new_decisions(ledger: DecisionLedger) -> None:
 
     # A late decision is refused, and nothing is written.
     with pytest.raises(RunNotOpen):
-        ledger.record_decision(record_command())
+        commands_of(ledger).decisions.record(record_command())
     assert ledger.index.head_position() == head_after_seal
 
 
 def test_a_decision_for_an_unknown_run_is_refused(ledger: DecisionLedger) -> None:
     with pytest.raises(RunNotFound):
-        ledger.record_decision(record_command())
+        commands_of(ledger).decisions.record(record_command())
     assert ledger.index.head_position() == 0
 
 
 def test_a_corrected_decision_shows_both_events_in_its_history(ledger: DecisionLedger) -> None:
     # A decision is recorded, then corrected through the application.
     open_run(ledger)
-    recorded = ledger.record_decision(record_command())
+    recorded = commands_of(ledger).decisions.record(record_command())
     decision_id = decision_uuid(RUN_ID, "applicant-17")
     correction = CorrectDecision(
         token="correct-1", actor="reviewer", decision_id=decision_id, outcome="decline", reason="fraud"
     )
-    corrected = ledger.correct_decision(correction)
+    corrected = commands_of(ledger).decisions.correct(correction)
 
     # The current view shows the decline at version 2 ...
     assert (corrected.view.outcome, corrected.version, corrected.replayed) == ("decline", 2, False)
 
     # ... the history shows both events, and the past position still sees the approval.
-    history = ledger.decision_history(decision_id)
+    history = AggregateQueries(ledger, Answers(ledger)).decision_history(decision_id)
     assert [(entry.event_type, entry.actor) for entry in history] == [
         ("Recorded", "scorer"),
         ("Corrected", "reviewer"),
     ]
-    as_recorded = ledger.get_decision(decision_id, as_of_position=recorded.position)
+    as_recorded = AggregateQueries(ledger, Answers(ledger)).decision(decision_id, as_of_position=recorded.position)
     assert as_recorded.outcome == "approve"

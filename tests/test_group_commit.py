@@ -21,6 +21,7 @@ from domain.commands import CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
 from domain.errors import DecisionAlreadyRecorded, RunNotOpen
 from infrastructure.database import parse_database_url
+from tests.ledger_commands import commands_of
 
 # --- With a fake store: the committer's own rules -------------------------------------------------
 
@@ -271,7 +272,7 @@ def test_concurrent_decisions_with_duplicates_and_conflicts_each_get_their_own_a
     ledger: DecisionLedger, threads: int
 ) -> None:
     # A run; then many scorers at once: new decisions, redeliveries, and conflicting outcomes.
-    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    commands_of(ledger).runs.open(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
     commands = [decision_command(f"txn-{number}", f"key-{number}") for number in range(60)]
     redeliveries = commands[:20]
     conflicts = [
@@ -281,7 +282,7 @@ def test_concurrent_decisions_with_duplicates_and_conflicts_each_get_their_own_a
 
     def send(command: RecordDecision) -> Any:
         try:
-            return command, ledger.record_decision(command)
+            return command, commands_of(ledger).decisions.record(command)
         except DecisionAlreadyRecorded as error:
             return command, error
 
@@ -309,15 +310,15 @@ def test_decisions_on_the_event_loop_with_duplicates_and_conflicts_each_get_thei
     ledger: DecisionLedger,
 ) -> None:
     # The run is open and this process knows it, so decisions are decided on the loop.
-    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
-    ledger.record_decision(decision_command("txn-first", "key-first"))
+    commands_of(ledger).runs.open(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    commands_of(ledger).decisions.record(decision_command("txn-first", "key-first"))
     commands = [decision_command(f"txn-{number}", f"key-{number}") for number in range(60)]
     work = [*commands, *commands[:20]]
     work += [decision_command(f"txn-{number}", f"other-key-{number}", "decline") for number in range(20, 30)]
 
     async def send_all() -> list[Any]:
         return await asyncio.gather(
-            *(ledger.record_decision_async(command) for command in work), return_exceptions=True
+            *(commands_of(ledger).decisions.record_async(command) for command in work), return_exceptions=True
         )
 
     transactions_before = ledger.committer.transactions if ledger.committer else 0
@@ -356,25 +357,25 @@ def test_a_redelivery_answered_first_by_another_process_replays_on_the_loop(
     ledger: DecisionLedger, second_process: DecisionLedger
 ) -> None:
     # Both processes know the run is open; the first one records a decision.
-    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    commands_of(ledger).runs.open(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
     for process in (ledger, second_process):
-        process.record_decision(decision_command(f"txn-known-{id(process)}", f"key-known-{id(process)}"))
-    first = ledger.record_decision(decision_command("txn-1", "key-1"))
+        commands_of(process).decisions.record(decision_command(f"txn-known-{id(process)}", f"key-known-{id(process)}"))
+    first = commands_of(ledger).decisions.record(decision_command("txn-1", "key-1"))
     written = ledger.index.head_position()
 
     # The redelivery reaches the other process: its optimistic write is refused, and the
     # answer is the first one, replayed; another payload under the key is refused.
-    again = asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-1")))
+    again = asyncio.run(commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-1")))
 
     assert again.replayed and again.view == first.view
     assert second_process.index.head_position() == written
     with pytest.raises(DecisionAlreadyRecorded):
-        asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-2", "decline")))
+        asyncio.run(commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-2", "decline")))
 
 
 def test_closing_the_ledger_lets_commands_running_in_threads_finish(ledger: DecisionLedger) -> None:
     # A command is on its way in one of the ledger's threads, still loading its run.
-    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    commands_of(ledger).runs.open(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
     load_run = ledger.load_run
 
     def slow_load_run(run_id: str) -> Any:
@@ -382,11 +383,16 @@ def test_closing_the_ledger_lets_commands_running_in_threads_finish(ledger: Deci
         return load_run(run_id)
 
     ledger.load_run = slow_load_run  # type: ignore[method-assign]
-    running = ledger._blocking_paths.submit(ledger.record_decision, decision_command("txn-1", "key-1"))
+    decisions = commands_of(ledger).decisions
+    running = decisions._checked_paths.submit(decisions.record, decision_command("txn-1", "key-1"))
     time.sleep(0.05)
 
     # Closing waits for it, and it is answered: its save is not stranded behind the close.
-    closer = threading.Thread(target=ledger.close)
+    def close_as_the_service_does() -> None:
+        decisions.close()
+        ledger.close()
+
+    closer = threading.Thread(target=close_as_the_service_does)
     closer.start()
     closer.join(timeout=10)
     assert not closer.is_alive()
@@ -397,14 +403,14 @@ def test_a_run_sealed_by_another_process_refuses_a_decision_on_the_loop(
     ledger: DecisionLedger, second_process: DecisionLedger
 ) -> None:
     # The second process believes the run open; the first one seals it.
-    ledger.open_run(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
-    second_process.record_decision(decision_command("txn-0", "key-0"))
-    ledger.seal_run(CloseRun(token="close", actor="operator", run_id="group-run"))
+    commands_of(ledger).runs.open(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
+    commands_of(second_process).decisions.record(decision_command("txn-0", "key-0"))
+    commands_of(ledger).runs.seal(CloseRun(token="close", actor="operator", run_id="group-run"))
     written = ledger.index.head_position()
 
     # Its stale belief costs one refused write, then the run's real state answers, and
     # the belief is dropped: the next decision is not tried against the sealed attempt.
     with pytest.raises(RunNotOpen):
-        asyncio.run(second_process.record_decision_async(decision_command("txn-1", "key-1")))
+        asyncio.run(commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-1")))
     assert second_process.index.head_position() == written
-    assert second_process._known_open_attempt("group-run") is None
+    assert second_process.open_runs.get("group-run") is None

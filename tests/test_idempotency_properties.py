@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from application.ledger import DecisionLedger
 from domain.action import Action
+from domain.clock import system_clock
 from domain.commands import (
     AdmitInputs,
     CloseRun,
@@ -44,6 +45,7 @@ from domain.identity import action_uuid, decision_uuid, run_uuid
 from domain.ledger_aggregate import LedgerAggregate
 from domain.run import Run
 from infrastructure.database import parse_database_url
+from tests.ledger_commands import commands_of
 
 RUN_IDS = ("run-a", "run-b")
 INPUT_IDS = tuple(f"input-{number}" for number in range(6))
@@ -85,7 +87,7 @@ class InMemoryLedger:
             self._create_or_replay(
                 decision_uuid(command.run_id, command.input_id),
                 command,
-                lambda: Decision.record(command, self.run(command.run_id).attempt),
+                lambda: Decision.record(command, self.run(command.run_id).attempt, system_clock()),
             )
         elif isinstance(command, RequestAction):
             self._create_or_replay(
@@ -104,7 +106,7 @@ class InMemoryLedger:
         elif isinstance(command, CorrectDecision):
             decision = self.aggregates[command.decision_id]
             assert isinstance(decision, Decision)
-            decision.correct(command, attempt=1)
+            decision.correct(command, attempt=1, now=system_clock())
             self._save(decision)
         elif isinstance(command, (CommitAction, FailAction, WaiveAction)):
             action = self.aggregates[command.action_id]
@@ -450,15 +452,16 @@ def test_a_reused_token_with_a_changed_payload_is_always_refused(
 
 
 def send(ledger: DecisionLedger, command: Command) -> Any:
+    commands = commands_of(ledger)
     route: dict[type[Command], Callable[[Any], Any]] = {
-        OpenRun: ledger.open_run,
-        AdmitInputs: ledger.admit_inputs,
-        RecordDecision: ledger.record_decision,
-        CorrectDecision: ledger.correct_decision,
-        RequestAction: ledger.request_action,
-        CommitAction: ledger.commit_action,
-        FailAction: ledger.fail_action,
-        WaiveAction: ledger.waive_action,
+        OpenRun: commands.runs.open,
+        AdmitInputs: commands.runs.admit,
+        RecordDecision: commands.decisions.record,
+        CorrectDecision: commands.decisions.correct,
+        RequestAction: commands.actions.request,
+        CommitAction: commands.actions.commit,
+        FailAction: commands.actions.fail,
+        WaiveAction: commands.actions.waive,
     }
     return route[type(command)](command)
 

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from application.ledger import DecisionLedger
 from application.projections.base import LedgerProjection
 from application.projections.runtime import Projections
-from application.read_models import ReadModels
+from application.queries.read_models import ReadModels
 from domain import errors
 from domain.basis import basis_digest
 from domain.commands import (
@@ -51,6 +51,7 @@ from domain.commands import (
 )
 from domain.identity import action_uuid, decision_uuid
 from infrastructure.database import parse_database_url
+from tests.ledger_commands import commands_of
 
 RUN_IDS = ("run-a", "run-b")
 INPUT_POOL = tuple(f"in-{number}" for number in range(8))
@@ -302,15 +303,16 @@ def next_step(draw: Callable[..., Any], fold: Fold, accepted: list[Command], tok
 
 
 def send(ledger: DecisionLedger, command: Command) -> Any:
+    commands = commands_of(ledger)
     handler = {
-        OpenRun: ledger.open_run,
-        AdmitInputs: ledger.admit_inputs,
-        RecordDecision: ledger.record_decision,
-        CorrectDecision: ledger.correct_decision,
-        RequestAction: ledger.request_action,
-        CommitAction: ledger.commit_action,
-        FailAction: ledger.fail_action,
-        WaiveAction: ledger.waive_action,
+        OpenRun: commands.runs.open,
+        AdmitInputs: commands.runs.admit,
+        RecordDecision: commands.decisions.record,
+        CorrectDecision: commands.decisions.correct,
+        RequestAction: commands.actions.request,
+        CommitAction: commands.actions.commit,
+        FailAction: commands.actions.fail,
+        WaiveAction: commands.actions.waive,
     }[type(command)]
     return handler(command)
 

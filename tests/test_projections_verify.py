@@ -35,6 +35,7 @@ from domain.commands import (
 )
 from domain.identity import decision_uuid
 from infrastructure.database import parse_database_url
+from tests.ledger_commands import commands_of
 
 MODEL = ModelRef("gbm", "7")
 OUTCOMES = ("approve", "decline", "refer")
@@ -55,7 +56,7 @@ def write_history(
     events in all, most of them decisions recorded in batches."""
     for run_number in range(runs):
         run_id = f"run-{run_number:03d}"
-        ledger.open_run(
+        commands_of(ledger).runs.open(
             OpenRun(
                 token=f"open-{run_id}", actor="scheduler", run_id=run_id, lane=rng.choice(["fraud", "credit"])
             )
@@ -63,7 +64,7 @@ def write_history(
         inputs = [f"{run_id}-input-{number:05d}" for number in range(inputs_per_run)]
         for batch_number in range(3):
             batch = rng.sample(inputs, k=len(inputs) // 2) + rng.sample(inputs, k=5)
-            ledger.admit_inputs(
+            commands_of(ledger).runs.admit(
                 AdmitInputs(
                     token=f"basis-{run_id}-{batch_number}",
                     actor="loader",
@@ -90,10 +91,10 @@ def write_history(
                 for input_id in decided[start : start + DECISION_BATCH]
             ]
             token = f"batch-{run_id}-{start}"
-            ledger.record_decision_batch(run_id, items, token, f"fingerprint-{token}")
+            commands_of(ledger).batches.record(run_id, items, token, f"fingerprint-{token}")
             after_each_write()
         for input_id in rng.sample(decided, k=len(decided) // 20):
-            ledger.correct_decision(
+            commands_of(ledger).decisions.correct(
                 CorrectDecision(
                     token=f"correct-{run_id}-{input_id}",
                     actor="operator",
@@ -108,7 +109,7 @@ def write_history(
 
 
 def write_action(ledger: DecisionLedger, rng: random.Random, run_id: str, input_id: str) -> None:
-    action = ledger.request_action(
+    action = commands_of(ledger).actions.request(
         RequestAction(
             token=f"request-{run_id}-{input_id}",
             actor="scorer",
@@ -121,7 +122,7 @@ def write_action(ledger: DecisionLedger, rng: random.Random, run_id: str, input_
     action_id, token = UUID(action.action_id), f"{run_id}-{input_id}"
     fate = rng.choice(["commit", "fail then commit", "fail for good", "fail then waive", "pending"])
     if fate.startswith("fail"):
-        ledger.fail_action(
+        commands_of(ledger).actions.fail(
             FailAction(
                 token=f"fail-{token}",
                 actor="scorer",
@@ -131,9 +132,9 @@ def write_action(ledger: DecisionLedger, rng: random.Random, run_id: str, input_
             )
         )
     if fate.endswith("commit"):
-        ledger.commit_action(CommitAction(token=f"commit-{token}", actor="scorer", action_id=action_id))
+        commands_of(ledger).actions.commit(CommitAction(token=f"commit-{token}", actor="scorer", action_id=action_id))
     if fate.endswith("waive"):
-        ledger.waive_action(
+        commands_of(ledger).actions.waive(
             WaiveAction(token=f"waive-{token}", actor="operator", action_id=action_id, reason="by hand")
         )
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from application.verification import verify_inclusion_proof, verify_run_proof
+from application.proof_checks import verify_inclusion_proof, verify_run_proof
 
 MODEL = {"name": "scorecard", "version": "7.1"}
 

@@ -22,13 +22,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
+from application.proof_checks import VerificationFailed, verify_inclusion_proof, verify_run_proof
 from application.proofs import unsigned_bytes
-from application.verification import (
-    StoreVerifier,
-    VerificationFailed,
-    verify_inclusion_proof,
-    verify_run_proof,
-)
 from infrastructure.settings import Settings
 from infrastructure.signing import Signer
 from interfaces.api.app import create_app
@@ -290,6 +285,32 @@ def test_a_run_proof_re_signed_under_the_forgers_key_is_refused(forged: Genuine,
     assert_refused_run_proof(forged.run_proof, forged.public_key, "wrong key", tmp_path)
 
 
+def test_a_proof_re_signed_by_any_key_is_not_trusted_without_a_pinned_key(
+    forged: Genuine, tmp_path: Path
+) -> None:
+    # The forger changes the lane and re-signs with a fresh key of their own: the document
+    # is consistent with itself, and its signature is valid for the key it carries.
+    forger = attacker_key()
+    forged.run_proof["lane"] = "forged-lane"
+    forged.run_proof["key_id"] = forger.key_id
+    forged.run_proof["signature"] = {
+        "algorithm": "ed25519",
+        "public_key": forger.public_key,
+        "value": forger.sign(unsigned_bytes(forged.run_proof)),
+    }
+    document = write_json(tmp_path / "forged.json", forged.run_proof)
+
+    # Without a pinned key the verifier fails closed: a valid signature by an unknown key is not "ok".
+    cli = decision_ledger("proof", "verify", str(document), cwd=tmp_path)
+    assert cli.returncode == 1
+    assert cli.error_line == "error: the signer is not trusted: pin its public key with --public-key (GET /keys)"
+    assert "ok" not in cli.stdout
+
+    # The genuine proof without a pinned key is refused the same way: nothing is "ok" unpinned.
+    genuine_document = write_json(tmp_path / "genuine.json", forged.other_run_proof)
+    assert decision_ledger("proof", "verify", str(genuine_document), cwd=tmp_path).returncode == 1
+
+
 def test_a_run_proof_signed_by_the_forger_under_the_ledgers_public_key_is_refused(
     forged: Genuine, tmp_path: Path
 ) -> None:
@@ -314,8 +335,7 @@ def stored_check(genuine: Genuine, proof: dict[str, Any]) -> None:
     """What `proof verify --database-url` does once the signature holds."""
     service = build_service(genuine.settings)
     try:
-        verifier = StoreVerifier(service.ledger.recorder, service.read_models.audit_stream)
-        verifier.verify_chain(to_position=proof["seal_position"], proofs=[proof])
+        service.verify_proof_against_store(proof)
     finally:
         service.close()
 
@@ -333,7 +353,14 @@ def test_a_signed_proof_whose_outcomes_disagree_with_the_store_is_refused(
         stored_check(forged, forged.run_proof)
     document = write_json(tmp_path / "proof.json", forged.run_proof)
     cli = decision_ledger(
-        "proof", "verify", str(document), "--database-url", forged.database_url, cwd=tmp_path
+        "proof",
+        "verify",
+        str(document),
+        "--public-key",
+        forged.public_key,
+        "--database-url",
+        forged.database_url,
+        cwd=tmp_path,
     )
     assert cli.returncode == 1
     assert "outcomes recomputed from the store differ" in cli.error_line

@@ -23,6 +23,7 @@ from domain.errors import (
 from domain.identity import run_uuid
 from domain.limits import MAX_BASIS_BATCH
 from domain.run import Reconciliation, RejectionReason, Run, RunStatus, verdict_token
+from tests.ledger_commands import commands_of
 
 RUN_ID = "credit-2024-06-01"
 
@@ -427,22 +428,22 @@ def test_only_a_rejected_run_can_be_reopened(verdict: str) -> None:
 
 
 def test_reopening_an_open_run_is_refused(ledger: DecisionLedger) -> None:
-    ledger.open_run(open_command())
+    commands_of(ledger).runs.open(open_command())
 
     with pytest.raises(RunNotRejected):
-        ledger.reopen_run(ReopenRun(token="reopen-1", actor="ops", run_id=RUN_ID, reason="x"))
+        commands_of(ledger).runs.reopen(ReopenRun(token="reopen-1", actor="ops", run_id=RUN_ID, reason="x"))
 
 
 def test_a_redelivered_open_answers_the_first_result_and_writes_nothing(
     ledger: DecisionLedger,
 ) -> None:
     # The scheduler opens the run.
-    first = ledger.open_run(open_command(token="open-1"))
+    first = commands_of(ledger).runs.open(open_command(token="open-1"))
     head_after_open = ledger.index.head_position()
 
     # Its retry, under the same token, and a twin under a new token, both replay.
-    retried = ledger.open_run(open_command(token="open-1"))
-    twin = ledger.open_run(open_command(token="open-2"))
+    retried = commands_of(ledger).runs.open(open_command(token="open-1"))
+    twin = commands_of(ledger).runs.open(open_command(token="open-2"))
 
     # Every answer is the first one, and the log did not grow.
     assert first.replayed is False
@@ -454,11 +455,11 @@ def test_a_redelivered_open_answers_the_first_result_and_writes_nothing(
 
 def test_the_open_token_reused_for_another_run_writes_nothing(ledger: DecisionLedger) -> None:
     # The run is opened under token open-1.
-    ledger.open_run(open_command(token="open-1"))
+    commands_of(ledger).runs.open(open_command(token="open-1"))
 
     # The same token arrives for a different run.
     with pytest.raises(IdempotencyKeyReused):
-        ledger.open_run(open_command(token="open-1", run_id="another-run"))
+        commands_of(ledger).runs.open(open_command(token="open-1", run_id="another-run"))
 
     # Nothing was written for it.
     assert ledger.recorder.max_notification_id() == 1
@@ -467,8 +468,8 @@ def test_the_open_token_reused_for_another_run_writes_nothing(ledger: DecisionLe
 
 def test_every_run_event_says_which_run_and_who(ledger: DecisionLedger) -> None:
     # The scheduler opens the run and the loader admits a batch.
-    ledger.open_run(open_command())
-    ledger.admit_inputs(admit_command("admit-1", "a", "b"))
+    commands_of(ledger).runs.open(open_command())
+    commands_of(ledger).runs.admit(admit_command("admit-1", "a", "b"))
 
     # The stored events, read back, carry the run ID and the actor.
     stored = list(ledger.events.get(run_uuid(RUN_ID)))

@@ -14,7 +14,8 @@ import pytest
 from fastapi import FastAPI
 from uvicorn.importer import import_from_string
 
-from infrastructure.answer_stores import SharedAnswers, StoredAnswer
+from application.ports import StoredAnswer
+from infrastructure.answer_stores import SharedAnswers
 from infrastructure.settings import Settings
 from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector

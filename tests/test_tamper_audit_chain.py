@@ -26,7 +26,8 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from application.verification import ChainReport, StoreVerifier, VerificationFailed, verify_run_proof
+from application.proof_checks import VerificationFailed, verify_run_proof
+from application.store_verification import ChainReport, StoreVerifier
 from infrastructure.database import parse_database_url
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from application.answers import Answers
+from application.queries.aggregates import AggregateQueries
 from application.service import LedgerService
 from domain.action import Action
 from domain.basis import basis_digest
@@ -54,6 +56,7 @@ from domain.identity import decision_uuid, run_uuid
 from domain.run import Run
 from infrastructure.database import parse_database_url
 from infrastructure.signing import Signer
+from tests.ledger_commands import commands_of
 
 RUN_IDS = ("run-a", "run-b")
 INPUT_IDS = tuple(f"input-{number}" for number in range(5))
@@ -99,7 +102,7 @@ def catch_up_views(service: LedgerService) -> None:
 
 def close_run(service: LedgerService, command: CloseRun) -> None:
     """A close, with the views caught up between its seal and its verdict."""
-    service.ledger.seal_run(command)
+    service.commands.runs.seal(command)
     catch_up_views(service)
     service.closer.close(command)
 
@@ -120,7 +123,7 @@ class RandomHistory:
 
     def status(self, run_id: str) -> str | None:
         try:
-            return self.service.ledger.get_run(run_id).status
+            return self.service.queries.run(run_id).status
         except LedgerError:
             return None
 
@@ -131,7 +134,7 @@ class RandomHistory:
         open_runs = self.runs_in("open")
         chosen = []
         for run_id, action_id in self.requested:
-            action = self.service.ledger.get_action(action_id)
+            action = self.service.queries.action(action_id)
             if run_id in open_runs and action.status in statuses and (action.retryable or not retryable_only):
                 chosen.append(action_id)
         return chosen
@@ -183,17 +186,17 @@ class RandomHistory:
         ledger = self.service.ledger
         if move == "open":
             run_id = self.draw(st.sampled_from(self.runs_in(None)), "run to open")
-            ledger.open_run(OpenRun(token=token, actor=actor, run_id=run_id, lane="credit"))
+            commands_of(ledger).runs.open(OpenRun(token=token, actor=actor, run_id=run_id, lane="credit"))
         elif move == "admit":
             # A batch may repeat an input, and may admit inputs admitted (or decided) before.
             run_id = self.draw(st.sampled_from(open_runs), "run to admit to")
             batch = self.draw(st.lists(st.sampled_from(INPUT_IDS), min_size=1, max_size=4), "batch")
-            ledger.admit_inputs(AdmitInputs(token=token, actor=actor, run_id=run_id, input_ids=tuple(batch)))
+            commands_of(ledger).runs.admit(AdmitInputs(token=token, actor=actor, run_id=run_id, input_ids=tuple(batch)))
         elif move == "decide":
             # The input may never have been admitted: the decision is then unexpected.
             run_id, input_id = self.draw(st.sampled_from(undecided), "input to decide")
             outcome = self.draw(st.sampled_from(OUTCOMES), "outcome")
-            ledger.record_decision(
+            commands_of(ledger).decisions.record(
                 RecordDecision(
                     token=token, actor=actor, run_id=run_id, input_id=input_id, outcome=outcome, model=MODEL
                 )
@@ -203,7 +206,7 @@ class RandomHistory:
             run_id, input_id = self.draw(st.sampled_from(open_decisions), "decision to correct")
             outcome = self.draw(st.sampled_from(OUTCOMES), "corrected outcome")
             effective_at = self.draw(st.sampled_from([None, BACK_DATED]), "effective_at")
-            ledger.correct_decision(
+            commands_of(ledger).decisions.correct(
                 CorrectDecision(
                     token=token,
                     actor=actor,
@@ -215,7 +218,7 @@ class RandomHistory:
             )
         elif move == "request":
             run_id, input_id = self.draw(st.sampled_from(open_decisions), "decision to act on")
-            answer = ledger.request_action(
+            answer = commands_of(ledger).actions.request(
                 RequestAction(
                     token=token,
                     actor=actor,
@@ -229,24 +232,24 @@ class RandomHistory:
         elif move == "commit":
             candidates = self.actions_in("requested") + self.actions_in("failed", retryable_only=True)
             action_id = self.draw(st.sampled_from(candidates), "action to commit")
-            ledger.commit_action(CommitAction(token=token, actor=actor, action_id=action_id))
+            commands_of(ledger).actions.commit(CommitAction(token=token, actor=actor, action_id=action_id))
         elif move == "fail":
             action_id = self.draw(st.sampled_from(self.actions_in("requested", "failed")), "action to fail")
             retryable = self.draw(st.booleans(), "retryable")
-            ledger.fail_action(
+            commands_of(ledger).actions.fail(
                 FailAction(
                     token=token, actor=actor, action_id=action_id, error="timeout", retryable=retryable
                 )
             )
         elif move == "waive":
             action_id = self.draw(st.sampled_from(self.actions_in("failed")), "action to waive")
-            ledger.waive_action(WaiveAction(token=token, actor=actor, action_id=action_id, reason="by hand"))
+            commands_of(ledger).actions.waive(WaiveAction(token=token, actor=actor, action_id=action_id, reason="by hand"))
         elif move == "close":
             run_id = self.draw(st.sampled_from(open_runs), "run to close")
             close_run(self.service, CloseRun(token=token, actor=actor, run_id=run_id))
         else:
             run_id = self.draw(st.sampled_from(self.runs_in("rejected")), "run to reopen")
-            ledger.reopen_run(ReopenRun(token=token, actor=actor, run_id=run_id, reason="remediate"))
+            commands_of(ledger).runs.reopen(ReopenRun(token=token, actor=actor, run_id=run_id, reason="remediate"))
 
 
 # --- The log, and folds of it ----------------------------------------------------------------------
@@ -270,7 +273,7 @@ class Log:
         ledger = service.ledger
         entries = []
         for run_id in RUN_IDS:
-            rows = ledger.index.run_events(run_id)
+            rows = [row for row in ledger.index.events_between(0, None, 2**31) if row.run_id == run_id]
             versions: dict[UUID, dict[int, Any]] = {}
             for row in rows:
                 if row.originator_id not in versions:
@@ -418,7 +421,7 @@ def check_runs(service: LedgerService, log: Log, cut: int) -> None:
         if refolded is None:
             # Not opened yet: the run, its summary and its reconciliation are unknown, and it is not listed.
             with pytest.raises(NothingKnownYet):
-                service.ledger.get_run(run_id, as_of_position=cut)
+                service.queries.run(run_id, as_of_position=cut)
             with pytest.raises(NothingKnownYet):
                 service.read_models.summary(run_id, as_of_position=cut)
             with pytest.raises(NothingKnownYet):
@@ -427,7 +430,7 @@ def check_runs(service: LedgerService, log: Log, cut: int) -> None:
 
         # The run as of the cut is the run refolded from its events up to the cut.
         run, last_position = refolded
-        view = service.ledger.get_run(run_id, as_of_position=cut)
+        view = service.queries.run(run_id, as_of_position=cut)
         assert (
             view.status,
             view.attempt,
@@ -474,7 +477,7 @@ def check_decisions_and_actions(service: LedgerService, log: Log, cut: int) -> N
         if kind is Run:
             continue
         refolded = refold(log, aggregate_id, cut)
-        read = service.ledger.get_decision if kind is Decision else service.ledger.get_action
+        read = service.queries.decision if kind is Decision else service.queries.action
         if refolded is None:
             # Not created yet: nothing was known of it.
             with pytest.raises(NothingKnownYet):
@@ -483,7 +486,7 @@ def check_decisions_and_actions(service: LedgerService, log: Log, cut: int) -> N
         aggregate, last_position = refolded
         if kind is Action:
             # The action as of the cut is the action refolded.
-            view = service.ledger.get_action(aggregate_id, as_of_position=cut)
+            view = service.queries.action(aggregate_id, as_of_position=cut)
             assert (view.status, view.failures, view.retryable, view.version, view.position) == (
                 aggregate.status,
                 aggregate.failures,
@@ -494,7 +497,7 @@ def check_decisions_and_actions(service: LedgerService, log: Log, cut: int) -> N
             continue
 
         # The decision as of the cut is the decision refolded ...
-        view = service.ledger.get_decision(aggregate_id, as_of_position=cut)
+        view = service.queries.decision(aggregate_id, as_of_position=cut)
         assert (view.outcome, view.score, view.version, view.position, view.corrections) == (
             aggregate.outcome,
             aggregate.score,
@@ -508,9 +511,9 @@ def check_decisions_and_actions(service: LedgerService, log: Log, cut: int) -> N
             expected = outcome_in_effect(log, aggregate_id, cut, valid_at)
             if expected is None:
                 with pytest.raises(NothingKnownYet):
-                    service.ledger.get_decision(aggregate_id, as_of_position=cut, valid_at=valid_at)
+                    service.queries.decision(aggregate_id, as_of_position=cut, valid_at=valid_at)
             else:
-                answer = service.ledger.get_decision(aggregate_id, as_of_position=cut, valid_at=valid_at)
+                answer = service.queries.decision(aggregate_id, as_of_position=cut, valid_at=valid_at)
                 assert answer.outcome == expected, (aggregate_id, cut, valid_at)
 
 
@@ -542,24 +545,24 @@ def test_an_as_of_run_read_from_a_snapshot_is_the_run_refolded() -> None:
     with fresh_sqlite_service() as service:
         ledger = service.ledger
         # A run admits eighteen inputs one by one and is closed red (nothing decided), twice over.
-        ledger.open_run(OpenRun(token="open", actor="lane", run_id="run-a", lane="credit"))
+        commands_of(ledger).runs.open(OpenRun(token="open", actor="lane", run_id="run-a", lane="credit"))
         admitted = []
         for attempt in (1, 2):
             for number in range(18):
                 admitted.append(f"input-{attempt}-{number}")
-                ledger.admit_inputs(
+                commands_of(ledger).runs.admit(
                     AdmitInputs(
                         token=f"admit-{admitted[-1]}", actor="lane", run_id="run-a", input_ids=(admitted[-1],)
                     )
                 )
             close_run(service, CloseRun(token=f"close-{attempt}", actor="lane", run_id="run-a"))
-            ledger.reopen_run(
+            commands_of(ledger).runs.reopen(
                 ReopenRun(token=f"reopen-{attempt}", actor="lane", run_id="run-a", reason="decide them")
             )
 
         # The third attempt decides every input and closes green.
         for input_id in admitted:
-            ledger.record_decision(
+            commands_of(ledger).decisions.record(
                 RecordDecision(
                     token=f"decide-{input_id}",
                     actor="lane",
@@ -575,7 +578,7 @@ def test_an_as_of_run_read_from_a_snapshot_is_the_run_refolded() -> None:
         log = Log.read(service)
 
         # The run's own history is long enough for the application to have snapshotted it twice.
-        assert ledger.get_run("run-a").verdicts[-1]["verdict"] == "committed"
+        assert AggregateQueries(ledger, Answers(ledger)).run("run-a").verdicts[-1]["verdict"] == "committed"
         snapshots = list(ledger.snapshots.get(run_uuid("run-a")))  # type: ignore[union-attr]
         assert [snapshot.originator_version for snapshot in snapshots] == [20, 40]
 
@@ -583,7 +586,7 @@ def test_an_as_of_run_read_from_a_snapshot_is_the_run_refolded() -> None:
         # and its summary is the independent fold.
         for cut in range(1, head + 1):
             run, _ = refold(log, run_uuid("run-a"), cut)  # type: ignore[misc]
-            view = ledger.get_run("run-a", as_of_position=cut)
+            view = AggregateQueries(ledger, Answers(ledger)).run("run-a", as_of_position=cut)
             assert (
                 view.status,
                 view.attempt,

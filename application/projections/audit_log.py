@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 from eventsourcing.persistence import Mapper
 
 from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
+from application.ports import EventPosition, LedgerIndex
 from application.projections.base import LedgerProjection, utc_text
-from infrastructure.ledger_index import EventPosition, LedgerIndex
-from infrastructure.views import ViewCursor, ViewStore
+from infrastructure.view_store import ViewCursor, ViewStore
 
 AUDIT_COLUMNS = (
     "position",

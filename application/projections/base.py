@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
-from infrastructure.ledger_index import EventPosition, LedgerIndex
-from infrastructure.views import ViewCursor, ViewStore
+from application.ports import EventPosition, LedgerIndex
+from infrastructure.view_store import ViewCursor, ViewStore
 
 
 class LedgerProjection(Projection[ViewStore]):

@@ -25,77 +25,21 @@ from typing import Any, ClassVar
 
 from eventsourcing.dispatch import singledispatchmethod
 
+from application.ports import EventPosition
 from application.projections.base import LedgerProjection, utc_text
+from application.projections.run_tables import RUN_VIEW_DDL, SUMMARY_COLUMNS, SUMMARY_COUNTERS
 from domain.action import Action
 from domain.decision import Decision
 from domain.run import Run
-from infrastructure.ledger_index import EventPosition
-from infrastructure.views import ViewCursor
+from infrastructure.view_store import ViewCursor
 
 #: SQLite caps bound parameters per statement; stay well under it.
 _CHUNK = 500
 
-SUMMARY_COUNTERS = (
-    "admitted_count",
-    "decision_count",
-    "corrected_count",
-    "missing_count",
-    "unexpected_count",
-    "actions_requested",
-    "actions_pending",
-    "actions_committed",
-    "actions_failed",
-    "actions_waived",
-    "event_count",
-)
-
-SUMMARY_COLUMNS = (
-    "run_id",
-    "valid_from",
-    "valid_to",
-    "attempt",
-    "status",
-    "lane",
-    "allow_empty",
-    "basis_digest",
-    "outcome_counts",
-    *SUMMARY_COUNTERS,
-    "first_position",
-    "last_position",
-    "opened_at",
-    "updated_at",
-)
-
-
 class RunViewsProjection(LedgerProjection):
     name = "runs"
     table_names: ClassVar = ("summary", "inputs", "decisions", "actions")
-    ddl: ClassVar = (
-        "CREATE TABLE IF NOT EXISTS {summary} ("
-        " run_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
-        " attempt INTEGER NOT NULL, status TEXT NOT NULL, lane TEXT NOT NULL,"
-        " allow_empty INTEGER NOT NULL, basis_digest TEXT NOT NULL, outcome_counts TEXT NOT NULL,"
-        + "".join(f" {counter} BIGINT NOT NULL," for counter in SUMMARY_COUNTERS)
-        + " first_position BIGINT NOT NULL, last_position BIGINT NOT NULL,"
-        " opened_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
-        " PRIMARY KEY (run_id, valid_from))",
-        "CREATE INDEX IF NOT EXISTS {summary_current} ON {summary} (status, lane, run_id)"
-        " WHERE valid_to IS NULL",
-        "CREATE UNIQUE INDEX IF NOT EXISTS {summary_open_row} ON {summary} (run_id) WHERE valid_to IS NULL",
-        "CREATE TABLE IF NOT EXISTS {inputs} ("
-        " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT, decided_at BIGINT,"
-        " decision_id TEXT, PRIMARY KEY (run_id, input_id))",
-        "CREATE TABLE IF NOT EXISTS {decisions} ("
-        " decision_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
-        " run_id TEXT NOT NULL, input_id TEXT NOT NULL, outcome TEXT NOT NULL,"
-        " effective_at TEXT NOT NULL, corrections INTEGER NOT NULL,"
-        " PRIMARY KEY (decision_id, valid_from))",
-        "CREATE TABLE IF NOT EXISTS {actions} ("
-        " action_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
-        " run_id TEXT NOT NULL, input_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
-        " PRIMARY KEY (action_id, valid_from))",
-        "CREATE INDEX IF NOT EXISTS {actions_run} ON {actions} (run_id, status, valid_from)",
-    )
+    ddl: ClassVar = RUN_VIEW_DDL
 
     def __init__(self, view: Any, index: Any) -> None:
         # Index names are not schema-qualified: they live beside their table.
@@ -443,36 +387,3 @@ def _count(counts: dict[str, int], outcome: str, delta: int) -> None:
     counts[outcome] = counts.get(outcome, 0) + delta
     if counts[outcome] == 0:
         del counts[outcome]
-
-
-def run_views_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tuple[Any, ...]]]:
-    """Each table's rows as they stood at `position`: what verify compares."""
-    p = position
-    upto = "CASE WHEN valid_to IS NOT NULL AND valid_to <= ? THEN valid_to END AS valid_to"
-    other_summary = ", ".join(c for c in SUMMARY_COLUMNS if c not in ("run_id", "valid_from", "valid_to"))
-    return {
-        "summary": (
-            f"SELECT run_id, valid_from, {upto}, {other_summary} FROM {t['summary']}"
-            " WHERE valid_from <= ? ORDER BY run_id, valid_from",
-            (p, p),
-        ),
-        "inputs": (
-            "SELECT run_id, input_id,"
-            " CASE WHEN admitted_at <= ? THEN admitted_at END AS admitted_at,"
-            " CASE WHEN decided_at <= ? THEN decided_at END AS decided_at,"
-            " CASE WHEN decided_at <= ? THEN decision_id END AS decision_id"
-            f" FROM {t['inputs']} WHERE admitted_at <= ? OR decided_at <= ?"
-            " ORDER BY run_id, input_id",
-            (p, p, p, p, p),
-        ),
-        "decisions": (
-            f"SELECT decision_id, valid_from, {upto}, run_id, input_id, outcome, effective_at,"
-            f" corrections FROM {t['decisions']} WHERE valid_from <= ? ORDER BY decision_id, valid_from",
-            (p, p),
-        ),
-        "actions": (
-            f"SELECT action_id, valid_from, {upto}, run_id, input_id, kind, status"
-            f" FROM {t['actions']} WHERE valid_from <= ? ORDER BY action_id, valid_from",
-            (p, p),
-        ),
-    }

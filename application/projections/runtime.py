@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import BaseProjectionRunner
 
 from application.ledger import DecisionLedger
 from application.projections.audit_log import AuditLogProjection, audit_log_as_of
 from application.projections.base import LedgerProjection
-from application.projections.run_views import RunViewsProjection, run_views_as_of
-from infrastructure.views import ViewStore, open_view_store
+from application.projections.run_tables import run_views_as_of
+from application.projections.run_views import RunViewsProjection
+from infrastructure.view_store import ViewStore, open_view_store
 
 log = logging.getLogger(__name__)
 
@@ -242,122 +242,10 @@ def _compare(
     for index in range(max(len(live), len(rebuilt))):
         live_row = live[index] if index < len(live) else None
         rebuilt_row = rebuilt[index] if index < len(rebuilt) else None
-        if _normalised(live_row) != _normalised(rebuilt_row):
+        if live_row != rebuilt_row:
             row = live_row or rebuilt_row or {}
             key = ", ".join(str(value) for value in list(row.values())[:2])
             differences.append(Difference(table, key, live_row, rebuilt_row))
             if len(differences) >= limit:
                 break
     return differences
-
-
-def _normalised(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if row is None else {key: value for key, value in row.items()}
-
-
-class BatchingProjectionRunner(BaseProjectionRunner[DecisionLedger]):
-    """The library's projection runner, applying what its subscription has already
-    fetched (up to a page) in one transaction, instead of one event per transaction.
-
-    It peeks at the buffer of the library's ListenNotifySubscription (eventsourcing
-    9.5.x, pinned below 9.6) to know whether another event is ready without blocking."""
-
-    MAX_BATCH = 500
-
-    @staticmethod
-    def _process_events_loop(
-        subscription: Any,
-        projection: Any,
-        is_stopping: threading.Event,
-        runner: Any,
-    ) -> None:
-        batch: list[tuple[Any, Tracking]] = []
-        try:
-            for domain_event, tracking in subscription:
-                batch.append((domain_event, tracking))
-                if len(batch) >= BatchingProjectionRunner.MAX_BATCH or not _has_buffered(subscription):
-                    projection.process_batch(batch)
-                    batch = []
-        except BaseException as error:
-            live_runner = runner()
-            if live_runner is not None:
-                live_runner._thread_error = error
-            else:
-                log.error("projection runner failed after it was dropped", exc_info=error)
-        finally:
-            is_stopping.set()
-
-
-def _has_buffered(subscription: Any) -> bool:
-    """Whether the subscription can yield another event without waiting."""
-    inner = subscription.subscription
-    return inner._notifications_index < len(inner._notifications) or not inner._notifications_queue.empty()
-
-
-class ProjectionWorker:
-    """Follows the log with the library's projection runners, one per projection, and
-    restarts a runner when its live generation changes or it fails."""
-
-    def __init__(self, projections: Projections, env: dict[str, str], *, check_interval: float = 0.5):
-        self.projections = projections
-        self.env = env
-        self.check_interval = check_interval
-        self._runners: dict[str, tuple[int, BaseProjectionRunner[DecisionLedger]]] = {}
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="projection-worker", daemon=True)
-
-    def start(self) -> None:
-        self._ensure_runners()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        for name in list(self._runners):
-            self._stop_runner(name)
-
-    def run_forever(self) -> None:
-        self.start()
-        try:
-            while not self._stopping.wait(1.0):
-                pass
-        finally:
-            self.stop()
-
-    def _supervise(self) -> None:
-        while not self._stopping.wait(self.check_interval):
-            try:
-                self._ensure_runners()
-            except Exception:  # keep supervising; the next round retries
-                log.exception("projection worker could not check its runners")
-
-    def _ensure_runners(self) -> None:
-        for name in self.projections.names:
-            generation = self.projections.live_generation(name, fresh=True)
-            current = self._runners.get(name)
-            if current is not None:
-                running_generation, runner = current
-                if running_generation == generation and not runner.is_interrupted.is_set():
-                    continue
-                if runner.is_interrupted.is_set():
-                    log.warning("projection %s stopped; restarting it", name)
-                self._stop_runner(name)
-            store = self.projections.store(name, generation)
-            projection = self.projections.kind(name).build(store, self.projections.app)
-            runner = BatchingProjectionRunner(
-                projection=projection,
-                application_class=DecisionLedger,
-                tracking_recorder=store,
-                topics=(),
-                env=self.env,
-            )
-            runner.__enter__()
-            self._runners[name] = (generation, runner)
-
-    def _stop_runner(self, name: str) -> None:
-        _, runner = self._runners.pop(name)
-        try:
-            runner.__exit__(None, None, None)
-        except Exception:
-            log.exception("projection %s failed", name)

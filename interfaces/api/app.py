@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from application.ports import AnswerStore
 from application.service import LedgerService
-from infrastructure.answer_stores import AnswerStore, MemoryAnswers, SharedAnswers
+from infrastructure.answer_stores import MemoryAnswers, SharedAnswers
 from infrastructure.settings import Settings
 from interfaces.api.limits import BodySizeLimit
 from interfaces.api.metrics import ApiMetrics

@@ -3,23 +3,21 @@ in time a read is about."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from application.queries.points import PointInLog
+from application.results import CommandResult
 from application.service import LedgerService
-from application.views import CommandResult
-from domain import errors
-from interfaces.api.problems import HttpProblem, InvalidQuery
+from domain.fields import IDEMPOTENCY_KEY_PATTERN, is_idempotency_key
+from interfaces.api.problems import HttpProblem
 from interfaces.api.schemas import Moment
 from interfaces.api.security import Authenticator, Principal, authorize
 
-_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 CommandT = TypeVar("CommandT")
 QueryT = TypeVar("QueryT")
 ViewT = TypeVar("ViewT")
@@ -52,6 +50,11 @@ class Idempotency:
     def token(self) -> str:
         return f"{self.scope}|{self.key}"
 
+    def item_token(self, item_key: str, single_route_suffix: str) -> str:
+        """A batch item's token: in the scope of the route that records one item, so an
+        item retried alone replays."""
+        return f"{self.scope.removesuffix(single_route_suffix)}|{item_key}"
+
 
 @dataclass(frozen=True)
 class CommandCall:
@@ -82,7 +85,7 @@ IdempotencyKeyHeader = Annotated[
         alias="Idempotency-Key",
         description="1 to 255 visible ASCII characters; the same key replays the first answer",
         # Documented only: a malformed key is this API's own 400, not a schema 422.
-        json_schema_extra={"pattern": _VISIBLE_ASCII.pattern},
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
     ),
 ]
 
@@ -95,7 +98,7 @@ def _command_call(permission: str) -> Callable[..., Awaitable[CommandCall]]:
         authorize(principal, permission)
         if idempotency_key is None or idempotency_key == "":
             raise HttpProblem(400, "idempotency-key-missing", "every POST needs an Idempotency-Key header")
-        if not _VISIBLE_ASCII.fullmatch(idempotency_key):
+        if not is_idempotency_key(idempotency_key):
             raise HttpProblem(
                 400,
                 "idempotency-key-malformed",
@@ -114,12 +117,11 @@ OperatorCall = Annotated[CommandCall, Depends(_command_call("operate"))]
 
 @dataclass(frozen=True)
 class ReadCall:
-    """What a read route works with: the service, and which point of the log to answer
-    as of (a time or a position), and how fresh the read models must be."""
+    """What a read route works with: the service, which point of the log to answer as
+    of, and how fresh the read models must be."""
 
     service: LedgerService
-    as_of: datetime | None
-    as_of_position: int | None
+    point: PointInLog
     min_position: int | None
 
     async def run(self, query: Callable[[int | None], QueryT], response: Response) -> QueryT:
@@ -128,28 +130,12 @@ class ReadCall:
         return await run_in_threadpool(self._answer, query, response)
 
     def _answer(self, query: Callable[[int | None], QueryT], response: Response) -> QueryT:
-        position = self._position()
-        self.service.read_models.wait_for(self.min_position)
+        position = self.service.position_of(self.point)
+        self.service.wait_for(self.min_position)
         # Which point of the log the answer reflects (the body says it too where it can).
-        reflected = position if position is not None else self.service.ledger.index.head_position()
+        reflected = position if position is not None else self.service.head_position()
         response.headers["Ledger-As-Of-Position"] = str(reflected)
         return query(position)
-
-    def _position(self) -> int | None:
-        index = self.service.ledger.index
-        if self.as_of is not None:
-            position = index.position_at(self.as_of)
-            if position is None:
-                raise errors.NothingKnownYet(f"nothing was recorded at or before {self.as_of.isoformat()}")
-            return position
-        if self.as_of_position is not None:
-            head = index.head_position()
-            if head == 0 or self.as_of_position < 1:
-                raise errors.NothingKnownYet(
-                    f"nothing was recorded at or before position {self.as_of_position}"
-                )
-            return min(self.as_of_position, head)
-        return None
 
 
 async def read_call(
@@ -170,11 +156,7 @@ async def read_call(
     ] = None,
 ) -> ReadCall:
     """One dependency per read route: authenticate (the principal, first), check the point."""
-    if as_of is not None and as_of_position is not None:
-        raise InvalidQuery("give as_of or as_of_position, not both", field="as_of")
-    if as_of is not None and as_of.utcoffset() is None:
-        raise InvalidQuery("as_of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field="as_of")
-    return ReadCall(request.app.state.service, as_of, as_of_position, min_position)
+    return ReadCall(request.app.state.service, PointInLog(as_of, as_of_position), min_position)
 
 
 ReadCallDep = Annotated[ReadCall, Depends(read_call)]

@@ -20,7 +20,6 @@ PROBLEM_TYPE_PREFIX = "/problems/"
 #: Domain errors to statuses: the most specific class listed first wins.
 STATUS_BY_ERROR: tuple[tuple[type[errors.LedgerError], int], ...] = (
     (errors.NotFound, 404),
-    (errors.RequestInFlight, 409),
     (errors.Conflict, 409),
     (errors.IdempotencyKeyReused, 422),
     (errors.InvalidCommand, 422),
@@ -57,12 +56,6 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = None
     errors: list[FieldError] | None = None
-
-
-class InvalidQuery(errors.InvalidCommand):
-    """A query parameter breaks a rule its schema cannot express (a time without an offset)."""
-
-    location = "query"
 
 
 class HttpProblem(Exception):
@@ -118,12 +111,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         body["instance"] = request.url.path
         if isinstance(error, (errors.Conflict, errors.IdempotencyKeyReused)):
             request.app.state.metrics.conflicts.labels(body["type"], str(body["status"])).inc()
-        headers = (
-            {"Retry-After": "1"}
-            if body["status"] in (409, 503)
-            and isinstance(error, (errors.RequestInFlight, errors.ProjectionsBehind))
-            else None
-        )
+        headers = {"Retry-After": "1"} if isinstance(error, errors.ProjectionsBehind) else None
         return problem_response(body, headers)
 
     @app.exception_handler(HttpProblem)

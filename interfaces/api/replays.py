@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infrastructure.answer_stores import AnswerKey, AnswerStore, StoredAnswer
+from application.ports import AnswerKey, AnswerStore, StoredAnswer
 from interfaces.api.problems import HttpProblem
 from interfaces.api.security import Authenticator
 

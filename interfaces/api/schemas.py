@@ -9,10 +9,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from domain.identity import RUN_ID_PATTERN
+from domain.fields import INPUT_ID_PATTERN, LABEL_PATTERN, RUN_ID_PATTERN
 from domain.limits import (
-    INPUT_ID_PATTERN,
-    LABEL_PATTERN,
     MAX_BASIS_BATCH,
     MAX_DECISION_BATCH,
     MAX_NAME_LENGTH,

@@ -27,7 +27,7 @@ async def request_action(run_id: RunIdPath, body: ActionCreate, call: WriterCall
         token=call.token,
         actor=call.actor,
     )
-    return await call.run(call.service.ledger.request_action, command, response)
+    return await call.run(call.service.commands.actions.request, command, response)
 
 
 @router.post("/actions/{action_id}/commit", response_model=ActionPublic, responses=WRITE_PROBLEMS)
@@ -39,7 +39,7 @@ async def commit_action(action_id: UUID, body: ActionCommit, call: WriterCall, r
         token=call.token,
         actor=call.actor,
     )
-    return await call.run(call.service.ledger.commit_action, command, response)
+    return await call.run(call.service.commands.actions.commit, command, response)
 
 
 @router.post("/actions/{action_id}/fail", response_model=ActionPublic, responses=WRITE_PROBLEMS)
@@ -47,17 +47,17 @@ async def fail_action(action_id: UUID, body: ActionFail, call: WriterCall, respo
     command = FailAction(
         action_id=action_id, error=body.error, retryable=body.retryable, token=call.token, actor=call.actor
     )
-    return await call.run(call.service.ledger.fail_action, command, response)
+    return await call.run(call.service.commands.actions.fail, command, response)
 
 
 @router.post("/actions/{action_id}/waive", response_model=ActionPublic, responses=WRITE_PROBLEMS)
 async def waive_action(action_id: UUID, body: ActionWaive, call: OperatorCall, response: Response) -> Any:
     command = WaiveAction(action_id=action_id, reason=body.reason, token=call.token, actor=call.actor)
-    return await call.run(call.service.ledger.waive_action, command, response)
+    return await call.run(call.service.commands.actions.waive, command, response)
 
 
 @router.get("/actions/{action_id}", response_model=ActionPublic, responses=READ_PROBLEMS)
 async def show_action(action_id: UUID, call: ReadCallDep, response: Response) -> Any:
     return await call.run(
-        lambda position: call.service.ledger.get_action(action_id, as_of_position=position), response
+        lambda position: call.service.queries.action(action_id, as_of_position=position), response
     )

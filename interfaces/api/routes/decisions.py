@@ -9,13 +9,13 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
-from application.proofs import decision_inclusion_proof
-from application.views import CommandResult
+from application.commands.batches import batch_fingerprint
+from application.results import CommandResult
 from domain import errors
-from domain.canonical import fingerprint
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
+from domain.fields import INPUT_ID_PATTERN, require_utc_offset
 from interfaces.api.dependencies import CommandCall, Idempotency, OperatorCall, ReadCallDep, WriterCall
-from interfaces.api.problems import InvalidQuery, problem_for_error, problem_responses
+from interfaces.api.problems import problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import (
     BatchItemPublic,
@@ -30,7 +30,7 @@ from interfaces.api.schemas import (
 )
 
 router = APIRouter(tags=["decisions"])
-InputIdPath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")]
+InputIdPath = Annotated[str, Path(pattern=INPUT_ID_PATTERN)]
 ValidAt = Annotated[
     Moment | None, Query(description="Which outcome applied at this time (valid time), with an offset")
 ]
@@ -57,9 +57,9 @@ def record_command(run_id: str, body: DecisionCreate, token: str, actor: str) ->
 async def record_decision(
     run_id: RunIdPath, body: DecisionCreate, call: WriterCall, response: Response
 ) -> Any:
-    # Decided on the event loop when it can be (see DecisionLedger.record_decision_async).
+    # Decided on the event loop when it can be (see DecisionCommands.record_async).
     command = record_command(run_id, body, call.token, call.actor)
-    return call.answer(await call.service.ledger.record_decision_async(command), response)
+    return call.answer(await call.service.commands.decisions.record_async(command), response)
 
 
 def _batch_item(
@@ -72,10 +72,8 @@ def _batch_item(
         first = error.errors()[0]
         field = ".".join(["decisions", str(index), *(str(part) for part in first["loc"])])
         return errors.InvalidCommand(f"{field}: {first['msg']}", field=field)
-    # Items share the single-decision route's scope, so an item retried alone replays.
-    scope = batch_key.scope.removesuffix("/batch")
     try:
-        return record_command(run_id, item, f"{scope}|{item.idempotency_key}", actor)
+        return record_command(run_id, item, batch_key.item_token(item.idempotency_key, "/batch"), actor)
     except errors.LedgerError as error:
         return error
 
@@ -93,11 +91,8 @@ def _record_batch(
     items = [
         _batch_item(run_id, index, raw, call.idempotency, call.actor) for index, raw in enumerate(decisions)
     ]
-    result = call.service.ledger.record_decision_batch(
-        run_id,
-        items,
-        call.token,
-        fingerprint("record_decision_batch", {"run_id": run_id, "decisions": decisions}),
+    result = call.service.commands.batches.record(
+        run_id, items, call.token, batch_fingerprint(run_id, decisions)
     )
     answers = [
         BatchItemPublic(
@@ -122,7 +117,7 @@ async def find_decision(
     run_id: RunIdPath, input_id: InputIdPath, call: ReadCallDep, response: Response, valid_at: ValidAt = None
 ) -> Any:
     def decision(position: int | None) -> Any:
-        return call.service.ledger.find_decision(
+        return call.service.queries.decision_for_input(
             run_id, input_id, as_of_position=position, valid_at=_aware(valid_at)
         )
 
@@ -134,7 +129,7 @@ async def show_decision(
     decision_id: UUID, call: ReadCallDep, response: Response, valid_at: ValidAt = None
 ) -> Any:
     def decision(position: int | None) -> Any:
-        return call.service.ledger.get_decision(
+        return call.service.queries.decision(
             decision_id, as_of_position=position, valid_at=_aware(valid_at)
         )
 
@@ -144,7 +139,7 @@ async def show_decision(
 @router.get("/decisions/{decision_id}/history", response_model=HistoryPublic, responses=READ_PROBLEMS)
 async def decision_history(decision_id: UUID, call: ReadCallDep, response: Response) -> Any:
     def history(position: int | None) -> Any:
-        events = call.service.ledger.decision_history(decision_id, as_of_position=position)
+        events = call.service.queries.decision_history(decision_id, as_of_position=position)
         return HistoryPublic(decision_id=decision_id, events=events)  # type: ignore[arg-type]
 
     return await call.run(history, response)
@@ -169,7 +164,7 @@ async def correct_decision(
         token=call.token,
         actor=call.actor,
     )
-    return await call.run(call.service.ledger.correct_decision, command, response)
+    return await call.run(call.service.commands.decisions.correct, command, response)
 
 
 @router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
@@ -178,16 +173,16 @@ async def decision_proof(decision_id: UUID, call: ReadCallDep, response: Respons
     tree, their audit paths, and the signed run proof they belong to."""
 
     def proof(position: int | None) -> dict[str, Any]:
-        return decision_inclusion_proof(call.service.ledger, call.service.read_models, decision_id, position)
+        return call.service.decision_proof(decision_id, as_of_position=position)
 
     return await call.run(proof, response)
 
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
-    if moment is not None and moment.utcoffset() is None:
-        problem = InvalidQuery if field == "valid_at" else errors.InvalidCommand
-        raise problem(f"{field} must carry a UTC offset, e.g. 2026-01-31T14:00:00Z", field=field)
-    return moment
+    if moment is None:
+        return None
+    problem = errors.InvalidQuery if field == "valid_at" else errors.InvalidCommand
+    return require_utc_offset(moment, field, error=problem)
 
 
 __all__ = ["problem_responses", "router"]

@@ -24,12 +24,14 @@ def liveness() -> Any:
 @router.get("/readyz", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
 def readiness(service: ServiceDep) -> Any:
     try:
-        head = service.ledger.index.head_position()
-        projections = {status.name: status.lag for status in service.projections.status()}
+        readiness = service.readiness()
     except Exception as error:  # readiness reports any database failure, never raises
         body = HealthPublic(status="unavailable", detail={"error": str(error).splitlines()[0]})
         return JSONResponse(body.model_dump(), status_code=503)
-    return HealthPublic(status="ready", detail={"head_position": head, "projection_lag": projections})
+    return HealthPublic(
+        status="ready",
+        detail={"head_position": readiness.head_position, "projection_lag": readiness.projection_lag},
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})

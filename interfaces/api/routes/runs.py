@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
-from domain.errors import ProofNotFound
+from domain.fields import RUN_ID_PATTERN
 from interfaces.api.dependencies import OperatorCall, ReadCallDep, reflects
 from interfaces.api.problems import problem_responses
 from interfaces.api.schemas import (
@@ -25,7 +25,7 @@ from interfaces.api.schemas import (
 )
 
 router = APIRouter(prefix="/runs", tags=["runs"])
-RunIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN)]
 WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)
 READ_PROBLEMS = problem_responses(401, 404, 422, 503)
 
@@ -40,7 +40,7 @@ async def open_run(body: RunCreate, call: OperatorCall, response: Response) -> A
         token=call.token,
         actor=call.actor,
     )
-    return await call.run(call.service.ledger.open_run, command, response)
+    return await call.run(call.service.commands.runs.open, command, response)
 
 
 @router.get("", response_model=RunListPublic, responses=READ_PROBLEMS)
@@ -64,14 +64,14 @@ async def list_runs(
 @router.get("/{run_id}", response_model=RunPublic, responses=READ_PROBLEMS)
 async def show_run(run_id: RunIdPath, call: ReadCallDep, response: Response) -> Any:
     return await call.run(
-        lambda position: call.service.ledger.get_run(run_id, as_of_position=position), response
+        lambda position: call.service.queries.run(run_id, as_of_position=position), response
     )
 
 
 @router.post("/{run_id}/basis", response_model=AdmissionPublic, responses=WRITE_PROBLEMS)
 async def admit_inputs(run_id: RunIdPath, body: BasisCreate, call: OperatorCall, response: Response) -> Any:
     command = AdmitInputs(run_id=run_id, input_ids=tuple(body.input_ids), token=call.token, actor=call.actor)
-    return await call.run(call.service.ledger.admit_inputs, command, response)
+    return await call.run(call.service.commands.runs.admit, command, response)
 
 
 @router.post("/{run_id}/close", response_model=ClosePublic, responses=WRITE_PROBLEMS)
@@ -88,7 +88,7 @@ async def close_run(
 @router.post("/{run_id}/reopen", response_model=RunPublic, responses=WRITE_PROBLEMS)
 async def reopen_run(run_id: RunIdPath, body: ReopenCreate, call: OperatorCall, response: Response) -> Any:
     command = ReopenRun(run_id=run_id, reason=body.reason, token=call.token, actor=call.actor)
-    return await call.run(call.service.ledger.reopen_run, command, response)
+    return await call.run(call.service.commands.runs.reopen, command, response)
 
 
 @router.get("/{run_id}/summary", response_model=SummaryPublic, responses=READ_PROBLEMS)
@@ -131,10 +131,6 @@ async def run_proof(run_id: RunIdPath, call: ReadCallDep, response: Response) ->
     """The signed proof of the latest committed attempt."""
 
     def proof(position: int | None) -> dict[str, Any]:
-        run = call.service.ledger.get_run(run_id, as_of_position=position)
-        for verdict in reversed(run.verdicts):
-            if verdict.get("proof"):
-                return verdict["proof"]
-        raise ProofNotFound(f"run {run_id!r} has no committed attempt")
+        return call.service.queries.latest_proof(run_id, as_of_position=position)
 
     return await call.run(proof, response)

@@ -4,102 +4,26 @@ audit log, current or as of any earlier position (an index lookup, not a replay)
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
+from application.caching import BoundedLRU
 from application.projections.runtime import Projections
 from application.proofs import ProofMaterial
+from application.results import (
+    AuditPage,
+    AuditRecordView,
+    CategoryPage,
+    ReconciliationView,
+    RunListPage,
+    RunSummaryView,
+)
 from domain import errors
-from domain.identity import validate_run_id
+from domain.fields import validate_run_id
 from domain.run import Reconciliation, RejectionReason
 
 #: How many IDs a reconciliation category shows before paging.
 DEFAULT_SAMPLE = 100
 RECONCILIATION_CATEGORIES = ("missing", "unexpected", "pending", "failed")
-
-
-@dataclass(frozen=True)
-class RunSummaryView:
-    run_id: str
-    attempt: int
-    status: str
-    lane: str
-    allow_empty: bool
-    admitted_count: int
-    basis_digest: str
-    decision_count: int
-    outcome_counts: dict[str, int]
-    corrected_count: int
-    missing_count: int
-    unexpected_count: int
-    actions: dict[str, int]
-    audit_records: int
-    event_count: int
-    first_position: int
-    last_position: int
-    opened_at: str
-    updated_at: str
-    as_of_position: int
-
-    def counts(self) -> dict[str, Any]:
-        """The counts a verdict records."""
-        return {
-            "admitted": self.admitted_count,
-            "basis_digest": self.basis_digest,
-            "decisions": self.decision_count,
-            "outcomes": self.outcome_counts,
-            "corrected": self.corrected_count,
-            "missing": self.missing_count,
-            "unexpected": self.unexpected_count,
-            "actions": self.actions,
-            "audit_records": self.audit_records,
-            "events": self.event_count,
-        }
-
-
-@dataclass(frozen=True)
-class CategoryPage:
-    count: int
-    ids: list[str]
-    next_after: str | None
-
-
-@dataclass(frozen=True)
-class ReconciliationView:
-    run_id: str
-    as_of_position: int
-    categories: dict[str, CategoryPage] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunListPage:
-    runs: list[RunSummaryView]
-    next_after: str | None
-    as_of_position: int
-
-
-@dataclass(frozen=True)
-class AuditRecordView:
-    position: int
-    recorded_at: str
-    run_id: str
-    aggregate_id: str
-    aggregate_version: int
-    event_type: str
-    actor: str
-    attempt: int
-    run_sequence: int
-    summary: str
-    leaf_hash: str
-    chain_hash: str
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    records: list[AuditRecordView]
-    next_after: int | None
-    as_of_position: int
 
 
 class ReadModels:
@@ -109,8 +33,8 @@ class ReadModels:
         self.projections = projections
         self.index = projections.app.index
         self.wait_timeout = wait_timeout
-        self._material: dict[tuple[str, int], ProofMaterial] = {}
-        self._material_lock = threading.Lock()
+        # A committed run's material never changes.
+        self._material: BoundedLRU[tuple[str, int], ProofMaterial] = BoundedLRU(32)
 
     # --- Consistency ---------------------------------------------------------------------
 
@@ -340,8 +264,7 @@ class ReadModels:
         """A run's leaf hashes and decision heads up to a position (cached: a committed
         run's material never changes)."""
         key = (run_id, up_to)
-        with self._material_lock:
-            cached = self._material.get(key)
+        cached = self._material.get(key)
         if cached is not None:
             return cached
         tables = self.projections.live_tables("audit")
@@ -355,10 +278,7 @@ class ReadModels:
             if row["event_type"].startswith("Decision."):
                 heads[row["aggregate_id"]] = max(heads.get(row["aggregate_id"], 0), row["aggregate_version"])
         material = ProofMaterial([row["position"] for row in rows], [row["leaf_hash"] for row in rows], heads)
-        with self._material_lock:
-            if len(self._material) > 32:
-                self._material.clear()
-            self._material[key] = material
+        self._material.put(key, material)
         return material
 
     def audit_record_at(self, position: int) -> AuditRecordView | None:

@@ -14,31 +14,51 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
+from application.commands.decisions import DecisionCommands
+from application.commands.execution import IdempotentExecution
+from application.commands.runs import RunCommands
+from application.index_rows import TokenAnswer
 from application.ledger import DecisionLedger
-from application.views import BatchItemResult, BatchResult, CommandResult
+from application.ports import TokenReceipt
+from application.results import BatchItemResult, BatchResult, CommandResult
 from domain import errors
+from domain.canonical import fingerprint
 from domain.commands import RecordDecision
 from domain.decision import Decision
+from domain.idempotency import require_same_request
 
 Item = RecordDecision | errors.LedgerError
 
 
+def batch_fingerprint(run_id: str, decisions: Sequence[dict[str, Any]]) -> str:
+    """What a batch asks for: its run and its items exactly as sent."""
+    return fingerprint("record_decision_batch", {"run_id": run_id, "decisions": list(decisions)})
+
+
 class DecisionBatches:
-    def __init__(self, ledger: DecisionLedger) -> None:
+    def __init__(
+        self,
+        ledger: DecisionLedger,
+        execution: IdempotentExecution,
+        runs: RunCommands,
+        decisions: DecisionCommands,
+    ) -> None:
         self.ledger = ledger
+        self.execution = execution
+        self.runs = runs
+        self.decisions = decisions
 
     def record(
         self, run_id: str, items: Sequence[Item], batch_token: str, batch_fingerprint: str
     ) -> CommandResult[BatchResult]:
+        """Up to a thousand decisions in one transaction, each with its own answer."""
+
         def attempt(first: bool) -> CommandResult[BatchResult]:
             receipt = self.ledger.index.token_receipt(batch_token)
             if receipt is not None:
-                if receipt.fingerprint != batch_fingerprint:
-                    raise errors.IdempotencyKeyReused(
-                        "this idempotency key was already used for a different batch"
-                    )
+                require_same_request(receipt.fingerprint, batch_fingerprint)
                 return self._from_record(run_id, receipt.stored_response or "[]", replayed=True)
-            run_attempt = self.ledger.open_attempt(run_id, fresh=not first)
+            run_attempt = self.runs.open_attempt(run_id, fresh=not first)
             outcomes, fresh = self._plan(run_id, items, run_attempt)
             # The answers are remembered in the same transaction as the new decisions. Their
             # positions are known only once saved: a replay reads them from the items' tokens.
@@ -46,8 +66,8 @@ class DecisionBatches:
                 [_record_of(outcome, _token_of(items[index])) for index, outcome in enumerate(outcomes)]
             )
             try:
-                recordings = self.ledger.save(
-                    *fresh.values(), stored_responses=[(batch_token, batch_fingerprint, record)]
+                recordings = self.ledger.save_with_answer(
+                    list(fresh.values()), [TokenAnswer(batch_token, batch_fingerprint, record)]
                 )
             except IntegrityError:
                 # A neighbour raced us: answer item by item, then remember the answers.
@@ -64,7 +84,7 @@ class DecisionBatches:
             head = max(positions.values(), default=self.ledger.index.head_position())
             return CommandResult(BatchResult(run_id, answered), version=0, position=head, replayed=False)
 
-        return self.ledger.with_retries(attempt)
+        return self.execution.with_retries(attempt)
 
     def _plan(
         self, run_id: str, items: Sequence[Item], run_attempt: int
@@ -77,10 +97,7 @@ class DecisionBatches:
         def plan_one(index: int, command: RecordDecision) -> BatchItemResult:
             receipt = receipts.get(command.token)
             if receipt is not None:
-                if receipt.fingerprint != command.fingerprint:
-                    raise errors.IdempotencyKeyReused(
-                        "this item's idempotency key was used for a different request"
-                    )
+                require_same_request(receipt.fingerprint, command.fingerprint)
                 return BatchItemResult(
                     "replayed",
                     decision_id=str(receipt.originator_id),
@@ -88,7 +105,7 @@ class DecisionBatches:
                     version=receipt.originator_version,
                     position=receipt.position,
                 )
-            decision = fresh[index] = Decision.record(command, run_attempt)
+            decision = fresh[index] = Decision.record(command, run_attempt, self.ledger.clock())
             return BatchItemResult(
                 "created", decision_id=str(decision.id), input_id=command.input_id, version=1
             )
@@ -99,7 +116,7 @@ class DecisionBatches:
         self, run_id: str, items: Sequence[Item], batch_token: str, batch_fingerprint: str
     ) -> CommandResult[BatchResult]:
         def record_one(index: int, command: RecordDecision) -> BatchItemResult:
-            result = self.ledger.record_decision(command)
+            result = self.decisions.record(command)
             return BatchItemResult(
                 "replayed" if result.replayed else "created",
                 decision_id=result.view.decision_id,
@@ -181,7 +198,7 @@ def _record_of(outcome: BatchItemResult, token: str | None) -> dict[str, Any]:
     }
 
 
-def _item_from_record(entry: dict[str, Any], receipt: Any) -> BatchItemResult:
+def _item_from_record(entry: dict[str, Any], receipt: TokenReceipt | None) -> BatchItemResult:
     if "decision_id" in entry:
         return BatchItemResult(
             entry["status"],

@@ -1,9 +1,6 @@
-"""Verification: the part that must never be wrong.
-
-Offline checks need nothing but the documents and a public key. Checks against the
-store recompute everything from the stored events themselves, never from the views.
-Every failure raises VerificationFailed with a reason that names what is wrong.
-"""
+"""Verification against the store: recompute the audit chain, and every run proof,
+from the stored events themselves, never from the views. Every failure raises
+VerificationFailed naming the first position that differs."""
 
 from __future__ import annotations
 
@@ -12,176 +9,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from application.audit_chain import (
     GENESIS_CHAIN_HASH,
     canonical_bytes,
     leaf_hash,
     merkle_root,
     next_chain_hash,
-    root_from_inclusion_path,
 )
-from application.proofs import (
-    INCLUSION_PROOF_FORMAT,
-    RUN_PROOF_FORMAT,
-    head_leaf_hash,
-    heads_root,
-    unsigned_bytes,
-)
+from application.proof_checks import VerificationFailed, require
+from application.proofs import heads_root
 from domain.basis import EMPTY_BASIS_DIGEST, extend_basis_digest
-from domain.canonical import canonical_json
 
 Progress = Callable[[int], None]
-
-
-class VerificationFailed(Exception):
-    """A proof or the log does not hold. The message says why, in one line."""
-
-
-def _require(condition: bool, reason: str) -> None:
-    if not condition:
-        raise VerificationFailed(reason)
-
-
-# --- Offline: run proofs ------------------------------------------------------------------
-
-
-def verify_run_proof(proof: dict[str, Any], public_key: str | None = None) -> None:
-    """Check a run proof's signature and internal consistency. With `public_key`, the
-    proof must be signed by that key; without it, by the key it names."""
-    _require(isinstance(proof, dict), "the run proof is not a JSON object")
-    _require(proof.get("format") == RUN_PROOF_FORMAT, f"unknown run proof format {proof.get('format')!r}")
-    signature = proof.get("signature")
-    _require(isinstance(signature, dict), "the run proof carries no signature")
-    _require(signature.get("algorithm") == "ed25519", "the signature algorithm is not ed25519")
-    embedded_key = str(signature.get("public_key", ""))
-    if public_key is not None and public_key.strip().lower() != embedded_key.lower():
-        raise VerificationFailed(
-            f"wrong key: the proof was signed by public key {embedded_key[:16]}..., "
-            f"not by the given {public_key.strip()[:16]}..."
-        )
-    try:
-        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key or embedded_key))
-        key.verify(bytes.fromhex(str(signature.get("value", ""))), unsigned_bytes(proof))
-    except (ValueError, InvalidSignature):
-        raise VerificationFailed("the signature does not verify over the proof's contents") from None
-    _require(proof.get("verdict") == "committed", "the proof's verdict is not 'committed'")
-    reconciliation = proof.get("reconciliation", {})
-    for check in ("missing", "unexpected", "pending", "failed"):
-        _require(
-            reconciliation.get(check) == 0, f"a committed proof shows {check} = {reconciliation.get(check)}"
-        )
-    merkle = proof.get("merkle", {})
-    _require(
-        merkle.get("tree_size") == proof.get("audit_records"),
-        f"the Merkle tree has {merkle.get('tree_size')} leaves but the proof counts "
-        f"{proof.get('audit_records')} audit records",
-    )
-    _require(
-        isinstance(proof.get("seal_position"), int) and proof["seal_position"] > 0,
-        "the seal position is invalid",
-    )
-    heads = proof.get("decision_heads", {})
-    _require(
-        isinstance(heads, dict) and heads.get("tree_size") == proof.get("decisions", {}).get("count"),
-        f"the decision heads tree has {heads.get('tree_size') if isinstance(heads, dict) else None} leaves but the "
-        f"proof counts {proof.get('decisions', {}).get('count')} decisions",
-    )
-
-
-# --- Offline: inclusion proofs ---------------------------------------------------------------
-
-
-def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
-    """Check that a decision's events are leaves of a signed run proof's Merkle tree."""
-    _require(isinstance(inclusion, dict), "the inclusion proof is not a JSON object")
-    _require(
-        inclusion.get("format") == INCLUSION_PROOF_FORMAT,
-        f"unknown inclusion proof format {inclusion.get('format')!r}",
-    )
-    run_proof = inclusion.get("run_proof")
-    verify_run_proof(run_proof, public_key)  # type: ignore[arg-type]
-    tree_size = run_proof["merkle"]["tree_size"]  # type: ignore[index]
-    root = run_proof["merkle"]["root"]  # type: ignore[index]
-    _require(
-        inclusion.get("tree_size") == tree_size,
-        f"truncated or padded tree: the inclusion proof's tree size {inclusion.get('tree_size')} "
-        f"is not the run proof's {tree_size}",
-    )
-    leaves = inclusion.get("leaves")
-    _require(isinstance(leaves, list) and leaves, "the inclusion proof has no leaves")
-    decision_id = inclusion.get("decision_id")
-    seen_indexes: set[int] = set()
-    for number, leaf in enumerate(leaves):
-        event = leaf.get("event")
-        index = leaf.get("leaf_index")
-        path = leaf.get("audit_path")
-        _require(isinstance(event, dict), f"leaf {number} carries no event")
-        _require(
-            isinstance(index, int) and 0 <= index < tree_size, f"leaf {number} has an index outside the tree"
-        )
-        _require(index not in seen_indexes, f"leaf {number} repeats index {index}")
-        seen_indexes.add(index)
-        _require(
-            isinstance(path, list) and all(isinstance(node, str) for node in path),
-            f"leaf {number} has no audit path",
-        )
-        _require(
-            event.get("aggregate_id") == decision_id,
-            f"wrong leaf: leaf {number} is an event of another aggregate",
-        )
-        _require(
-            isinstance(event.get("position"), int) and event["position"] <= run_proof["seal_position"],  # type: ignore[index]
-            f"leaf {number} lies after the run's seal",
-        )
-        try:
-            recomputed = root_from_inclusion_path(leaf_hash(canonical_json(event)), index, tree_size, path)
-        except ValueError as error:
-            raise VerificationFailed(f"wrong audit path for leaf {number}: {error}") from None
-        _require(
-            recomputed == root,
-            f"leaf {number} (position {event.get('position')}) and its audit path do not lead to the "
-            "run proof's Merkle root: wrong leaf, wrong path or swapped siblings",
-        )
-    _verify_head(inclusion, run_proof)  # type: ignore[arg-type]
-    head_version = inclusion["head"]["version"]
-    versions = sorted(leaf["event"].get("version") for leaf in leaves)
-    _require(
-        versions == list(range(1, len(versions) + 1)),
-        "the decision's events are incomplete: versions have gaps",
-    )
-    _require(
-        len(versions) == head_version,
-        f"the decision's events stop at version {len(versions)} but its signed head is version "
-        f"{head_version}: its latest events are left out",
-    )
-
-
-def _verify_head(inclusion: dict[str, Any], run_proof: dict[str, Any]) -> None:
-    """The decision's last version at the seal is a leaf of the signed heads tree."""
-    head = inclusion.get("head")
-    _require(isinstance(head, dict), "the inclusion proof does not show the decision's head")
-    version, index, path = head.get("version"), head.get("leaf_index"), head.get("audit_path")
-    heads = run_proof["decision_heads"]
-    _require(
-        isinstance(version, int) and version >= 1 and isinstance(index, int) and isinstance(path, list),
-        "the decision's head is malformed",
-    )
-    try:
-        recomputed = root_from_inclusion_path(
-            head_leaf_hash(str(inclusion.get("decision_id")), version), index, heads["tree_size"], path
-        )
-    except ValueError as error:
-        raise VerificationFailed(f"wrong audit path for the decision's head: {error}") from None
-    _require(
-        recomputed == heads["root"],
-        f"the decision's head (version {version}) does not lead to the run proof's decision heads root",
-    )
-
-
-# --- Against the store --------------------------------------------------------------------
 
 
 @dataclass
@@ -382,29 +221,29 @@ class StoreVerifier:
                 f"position {proof['seal_position']}: the chain hash at the seal of {where} differs from its proof"
             )
         fold = folds[proof["run_id"]]
-        _require(
+        require(
             merkle_root(fold.leaves) == proof["merkle"]["root"]
             and len(fold.leaves) == proof["merkle"]["tree_size"],
             f"{where}: the Merkle root over its stored events differs from its proof",
         )
-        _require(
+        require(
             (fold.admitted, fold.basis_digest) == (proof["basis"]["count"], proof["basis"]["digest"]),
             f"{where}: the basis recomputed from the store differs from its proof",
         )
-        _require(
+        require(
             fold.by_outcome() == proof["decisions"]["by_outcome"],
             f"{where}: the decision outcomes recomputed from the store differ from its proof",
         )
-        _require(
+        require(
             len(fold.outcomes) == proof["decisions"]["count"],
             f"{where}: the decision count recomputed from the store differs from its proof",
         )
-        _require(
+        require(
             heads_root(fold.decision_heads) == proof.get("decision_heads", {}).get("root"),
             f"{where}: the decision heads recomputed from the store differ from its proof",
         )
         actions = fold.actions_by_status()
-        _require(
+        require(
             actions["committed"] == proof["actions"].get("committed")
             and actions["waived"] == proof["actions"].get("waived"),
             f"{where}: the actions recomputed from the store differ from its proof",
@@ -415,7 +254,42 @@ class StoreVerifier:
             "pending": actions["requested"],
             "failed": actions["failed"],
         }
-        _require(
+        require(
             recomputed == proof["reconciliation"],
             f"{where}: the reconciliation recomputed from the store ({recomputed}) differs from its proof",
         )
+
+
+def verify_audit_log(
+    verifier: StoreVerifier,
+    *,
+    audited_to: int,
+    count_after: Callable[[int], int],
+    chain_hash_before: Callable[[int], str],
+    verify_proof: Callable[[dict[str, Any]], None],
+    from_position: int = 1,
+    to_position: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Progress | None = None,
+) -> tuple[ChainReport, int]:
+    """Check every committed run proof (from position 1), then recompute the chain over
+    [from_position, to_position] and compare it with the audit log and those proofs.
+    Answers the report and how many newer events the audit log does not cover yet."""
+    up_to = audited_to if to_position is None else min(to_position, audited_to)
+    proofs = verifier.committed_proofs() if from_position == 1 else []
+    for proof in proofs:
+        try:
+            verify_proof(proof)
+        except VerificationFailed as error:
+            raise VerificationFailed(f"run {proof.get('run_id')!r}: {error}") from None
+    if on_total is not None:
+        on_total(count_after(from_position - 1) - count_after(up_to))
+    report = verifier.verify_chain(
+        from_position=from_position,
+        to_position=up_to,
+        starting_hash=chain_hash_before(from_position),
+        proofs=[proof for proof in proofs if proof["seal_position"] <= up_to],
+        on_progress=on_progress,
+    )
+    unaudited = count_after(up_to) if to_position is None else 0
+    return report, unaudited

@@ -1,4 +1,5 @@
-"""What the application returns: plain data, never aggregates."""
+"""What the application answers: plain data, never aggregates. Commands answer a
+CommandResult around one of these; queries answer them directly."""
 
 from __future__ import annotations
 
@@ -123,3 +124,98 @@ class BatchResult:
 
     def count(self, status: str) -> int:
         return sum(1 for item in self.items if item.status == status)
+
+
+@dataclass(frozen=True)
+class CloseView:
+    run_id: str
+    verdict: str
+    attempt: int
+    seal_position: int
+    reasons: list[dict[str, Any]]
+    summary: dict[str, Any]
+    proof_digest: str | None
+    position: int
+
+
+@dataclass(frozen=True)
+class RunSummaryView:
+    run_id: str
+    attempt: int
+    status: str
+    lane: str
+    allow_empty: bool
+    admitted_count: int
+    basis_digest: str
+    decision_count: int
+    outcome_counts: dict[str, int]
+    corrected_count: int
+    missing_count: int
+    unexpected_count: int
+    actions: dict[str, int]
+    audit_records: int
+    event_count: int
+    first_position: int
+    last_position: int
+    opened_at: str
+    updated_at: str
+    as_of_position: int
+
+    def counts(self) -> dict[str, Any]:
+        """The counts a verdict records."""
+        return {
+            "admitted": self.admitted_count,
+            "basis_digest": self.basis_digest,
+            "decisions": self.decision_count,
+            "outcomes": self.outcome_counts,
+            "corrected": self.corrected_count,
+            "missing": self.missing_count,
+            "unexpected": self.unexpected_count,
+            "actions": self.actions,
+            "audit_records": self.audit_records,
+            "events": self.event_count,
+        }
+
+
+@dataclass(frozen=True)
+class CategoryPage:
+    count: int
+    ids: list[str]
+    next_after: str | None
+
+
+@dataclass(frozen=True)
+class ReconciliationView:
+    run_id: str
+    as_of_position: int
+    categories: dict[str, CategoryPage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunListPage:
+    runs: list[RunSummaryView]
+    next_after: str | None
+    as_of_position: int
+
+
+@dataclass(frozen=True)
+class AuditRecordView:
+    position: int
+    recorded_at: str
+    run_id: str
+    aggregate_id: str
+    aggregate_version: int
+    event_type: str
+    actor: str
+    attempt: int
+    run_sequence: int
+    summary: str
+    leaf_hash: str
+    chain_hash: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecordView]
+    next_after: int | None
+    as_of_position: int

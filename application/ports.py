@@ -1,4 +1,6 @@
-"""The ledger's index tables, written in the same transaction as the events.
+"""The ledger's index: a port the application needs and each back end's recorder implements.
+
+Its tables are written in the same transaction as the events.
 
 The library stores events; these tables make the questions the ledger must answer
 cheap, and they are derived only from the events being saved:
@@ -24,10 +26,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
-
-#: Refusal message raised by the append-only triggers.
-APPEND_ONLY_MESSAGE = "decision-ledger: the ledger is append-only; {operation} is refused"
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,6 @@ class LedgerIndex(ABC):
         """The last position recorded, or 0."""
 
     @abstractmethod
-    def run_events(self, run_id: str, up_to: int | None = None) -> list[EventPosition]:
-        """A run's events, in position order, up to a position."""
-
-    @abstractmethod
     def count_run_events(self, run_id: str, up_to: int) -> int:
         """How many events a run has at or before a position."""
 
@@ -126,3 +122,33 @@ class LedgerIndex(ABC):
     @abstractmethod
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         """Index rows in position order, for walking the whole log."""
+
+
+# --- First answers the API replays byte for byte ---------------------------------------
+
+#: (principal, path, idempotency key)
+AnswerKey = tuple[str, str, bytes]
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    body_digest: bytes
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    #: The route's path template, for the metrics' route label.
+    route_path: str | None
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + 256
+
+
+class AnswerStore(Protocol):
+    max_bytes: int
+
+    def get(self, key: AnswerKey) -> StoredAnswer | None: ...
+
+    def put(self, key: AnswerKey, answer: StoredAnswer) -> None: ...
+
+    def close(self) -> None: ...

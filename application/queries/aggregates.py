@@ -1,0 +1,90 @@
+"""Runs, decisions and actions as the ledger knew them at any point of the log, read
+from the event store (a replay of one aggregate, from its latest snapshot)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from application.answers import Answers
+from application.ledger import DecisionLedger
+from application.results import ActionView, DecisionView, HistoryEntry, RunView
+from domain import errors
+from domain.action import Action
+from domain.decision import Decision
+from domain.fields import validate_run_id
+from domain.identity import run_uuid
+from domain.run import Run
+
+#: Event fields a history entry shows elsewhere, or not at all.
+_HIDDEN_IN_HISTORY = frozenset(
+    {"originator_id", "originator_version", "originator_topic", "token", "fingerprint", "effective_at"}
+)
+
+
+class AggregateQueries:
+    def __init__(self, ledger: DecisionLedger, answers: Answers) -> None:
+        self.ledger = ledger
+        self.answers = answers
+
+    def run(self, run_id: str, *, as_of_position: int | None = None) -> RunView:
+        validate_run_id(run_id)
+        try:
+            run = self.ledger.load_as_of(run_uuid(run_id), Run, errors.RunNotFound, as_of_position)
+        except errors.RunNotFound:
+            raise errors.RunNotFound(f"run {run_id!r} not found") from None
+        return self.answers.run(run, self.ledger.position_of(run.id, run.version))
+
+    def latest_proof(self, run_id: str, *, as_of_position: int | None = None) -> dict[str, Any]:
+        """The signed proof of the run's latest committed attempt."""
+        for verdict in reversed(self.run(run_id, as_of_position=as_of_position).verdicts):
+            if verdict.get("proof"):
+                proof: dict[str, Any] = verdict["proof"]
+                return proof
+        raise errors.ProofNotFound(f"run {run_id!r} has no committed attempt")
+
+    def decision(
+        self, decision_id: UUID, *, as_of_position: int | None = None, valid_at: datetime | None = None
+    ) -> DecisionView:
+        decision = self.ledger.load_as_of(decision_id, Decision, errors.DecisionNotFound, as_of_position)
+        return self.answers.decision(decision, self.ledger.position_of(decision.id, decision.version), valid_at)
+
+    def decision_for_input(
+        self,
+        run_id: str,
+        input_id: str,
+        *,
+        as_of_position: int | None = None,
+        valid_at: datetime | None = None,
+    ) -> DecisionView:
+        validate_run_id(run_id)
+        decision_id = Decision.create_id(run_id, input_id)
+        return self.decision(decision_id, as_of_position=as_of_position, valid_at=valid_at)
+
+    def decision_history(self, decision_id: UUID, *, as_of_position: int | None = None) -> list[HistoryEntry]:
+        decision = self.ledger.load_as_of(decision_id, Decision, errors.DecisionNotFound, as_of_position)
+        entries = []
+        for domain_event in self.ledger.events.get(decision_id, lte=decision.version):
+            state = dict(vars(domain_event))
+            position = self.ledger.index.event_position(decision_id, domain_event.originator_version)
+            if position is None:
+                raise errors.NothingKnownYet(f"event {domain_event.originator_version} of {decision_id} is not indexed")
+            entries.append(
+                HistoryEntry(
+                    version=domain_event.originator_version,
+                    position=position.position,
+                    event_type=type(domain_event).__name__,
+                    actor=state.pop("actor"),
+                    attempt=state.pop("attempt"),
+                    recorded_at=position.recorded_at,
+                    occurred_at=state.pop("timestamp"),
+                    effective_at=state.get("effective_at", domain_event.timestamp),
+                    data={key: value for key, value in state.items() if key not in _HIDDEN_IN_HISTORY},
+                )
+            )
+        return entries
+
+    def action(self, action_id: UUID, *, as_of_position: int | None = None) -> ActionView:
+        action = self.ledger.load_as_of(action_id, Action, errors.ActionNotFound, as_of_position)
+        return self.answers.action(action, self.ledger.position_of(action.id, action.version))

@@ -1,0 +1,37 @@
+"""`decision-ledger serve`: the REST API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from domain.errors import LedgerError
+from infrastructure.settings import ConfigurationError
+from interfaces.cli.common import DatabaseUrl, err, fail, load_settings
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="API worker processes (default 1)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the REST API with uvicorn (OpenAPI at /openapi.json, docs at /docs)."""
+    from interfaces.api.security import refuse_open_mode_off_loopback
+    from interfaces.serving import serve_api
+
+    settings = load_settings(database_url, host=host, port=port, workers=workers)
+    try:
+        refuse_open_mode_off_loopback(settings.host, settings.open_local_mode)
+    except ConfigurationError as error:
+        fail(str(error))
+    mode = "open local mode (no API keys)" if settings.open_local_mode else "API keys required"
+    err.print(
+        f"decision-ledger on {settings.database().describe()}, {mode}, {settings.workers} worker(s)",
+        highlight=False,
+    )
+    try:
+        serve_api(settings)
+    except (LedgerError, ConfigurationError) as error:
+        fail(getattr(error, "detail", str(error)))
