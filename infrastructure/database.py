@@ -27,7 +27,7 @@ class DatabaseTarget:
     dbname: str = ""
     schema: str = ""
 
-    def library_env(self) -> dict[str, str]:
+    def library_env(self, *, pool_size: int = 2, max_overflow: int = 18) -> dict[str, str]:
         """The eventsourcing library's own settings for this database."""
         if self.backend == "sqlite":
             assert self.sqlite_path is not None
@@ -46,8 +46,8 @@ class DatabaseTarget:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_SCHEMA": self.schema,
-            "POSTGRES_POOL_SIZE": "2",
-            "POSTGRES_MAX_OVERFLOW": "18",
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(max_overflow),
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "POSTGRES_LOCK_TIMEOUT": "10",
         }

@@ -62,6 +62,24 @@ class Settings(BaseSettings):
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False
 
+    # --- Tuning (defaults measured in `make bench`) ------------------------------------------
+    #: Concurrent saves in one process share a transaction.
+    group_commit: bool = True
+    #: PostgreSQL connections each process keeps open, and how many more it may open under
+    #: load. The ledger's threads for commands that wait on the database follow their sum.
+    pool_size: int = Field(default=2, ge=1, le=100)
+    pool_max_overflow: int = Field(default=18, ge=0, le=500)
+    #: Recent answers, by token, that a process replays without the database.
+    answer_cache_entries: int = Field(default=20_000, ge=1)
+    #: When recently saved events became known (answers need no second query).
+    known_times_entries: int = Field(default=50_000, ge=1)
+    #: Runs a process believes open, with their attempt.
+    open_runs_entries: int = Field(default=10_000, ge=1)
+    #: Token receipts a group commit's precheck found, kept for the retries that follow.
+    found_receipts_entries: int = Field(default=10_000, ge=1)
+    #: How often a command that lost a race runs again before giving up.
+    max_command_attempts: int = Field(default=12, ge=1, le=100)
+
     @field_validator("database_url")
     @classmethod
     def _parse_url(cls, value: str) -> str:
@@ -70,6 +88,15 @@ class Settings(BaseSettings):
 
     def database(self) -> DatabaseTarget:
         return parse_database_url(self.database_url)
+
+    def library_env(self) -> dict[str, str]:
+        """The eventsourcing library's settings for this database and pool."""
+        return self.database().library_env(pool_size=self.pool_size, max_overflow=self.pool_max_overflow)
+
+    @property
+    def command_threads(self) -> int:
+        """As many as the database pool can serve at once."""
+        return self.pool_size + self.pool_max_overflow
 
     def all_api_keys(self) -> list[ApiKeyEntry]:
         keys = list(self.api_keys)

@@ -36,9 +36,12 @@ class Signer:
     def sign(self, message: bytes) -> str:
         return self._private_key.sign(message).hex()
 
-    def private_key_hex(self) -> str:
-        """For handing the key to worker processes of this same service."""
-        return self._private_key.private_bytes_raw().hex()
+    def write_private_copy(self, path: Path) -> None:
+        """Hand the key to worker processes of this same service: a new file readable by
+        its owner only (never the environment, which other tools log and inherit)."""
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self._private_key.private_bytes_raw().hex())
 
     @classmethod
     def from_hex(cls, text: str) -> Signer:
@@ -62,10 +65,7 @@ class Signer:
         """The key stored at `path`, generated there (readable by its owner only) if absent."""
         if path.exists():
             return cls.from_file(path)
-        private_key = Ed25519PrivateKey.generate()
-        raw = private_key.private_bytes_raw().hex()
+        signer = cls(Ed25519PrivateKey.generate())
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(raw + "\n")
-        return cls(private_key)
+        signer.write_private_copy(path)
+        return signer

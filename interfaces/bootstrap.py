@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from application.ledger import LedgerTuning
 from application.service import LedgerService
+from domain.clock import Clock, system_clock
 from infrastructure.settings import ConfigurationError, Settings
 from infrastructure.signing import Signer
 
@@ -39,10 +41,24 @@ class NoSigningKey:
         raise ConfigurationError("this command has no signing key")
 
 
-def build_service(settings: Settings, *, signing: bool = True) -> LedgerService:
+def ledger_tuning(settings: Settings) -> LedgerTuning:
+    return LedgerTuning(
+        group_commit=settings.group_commit,
+        command_threads=settings.command_threads,
+        max_command_attempts=settings.max_command_attempts,
+        answer_cache_entries=settings.answer_cache_entries,
+        known_times_entries=settings.known_times_entries,
+        open_runs_entries=settings.open_runs_entries,
+        found_receipts_entries=settings.found_receipts_entries,
+    )
+
+
+def build_service(settings: Settings, *, signing: bool = True, clock: Clock = system_clock) -> LedgerService:
     return LedgerService.build(
-        settings.database().library_env(),
+        settings.library_env(),
         signer_for(settings) if signing else NoSigningKey(),
         read_timeout=settings.read_timeout,
         close_timeout=settings.close_timeout,
+        tuning=ledger_tuning(settings),
+        clock=clock,
     )

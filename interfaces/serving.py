@@ -79,12 +79,16 @@ def serve_api(settings: Settings) -> None:
             cleanup.enter_context(tempfile.TemporaryDirectory(prefix="decision-ledger-answers-"))
         )
         _start_shared_answers(answers_dir, settings)
-        DecisionLedger(env=settings.database().library_env()).close()
-        signer = signer_for(settings)
+        DecisionLedger(env=settings.library_env()).close()
+        # The workers read the key from a 0600 file in a private (0700) directory of this run.
+        run_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="decision-ledger-run-")))
+        key_file = run_dir / "signing-key"
+        signer_for(settings).write_private_copy(key_file)
+        os.environ.pop("DECISION_LEDGER_SIGNING_KEY", None)
         os.environ.update(
             {
                 "DECISION_LEDGER_DATABASE_URL": settings.database_url,
-                "DECISION_LEDGER_SIGNING_KEY": signer.private_key_hex(),
+                "DECISION_LEDGER_SIGNING_KEY_FILE": str(key_file),
                 "DECISION_LEDGER_RUN_PROJECTIONS": "false",
                 "DECISION_LEDGER_SHARED_ANSWERS_DIR": str(answers_dir),
             }

@@ -158,4 +158,4 @@ def test_a_malformed_as_of_exits_2_with_a_one_line_error(ledger: Ledger) -> None
     line = ledger.refuses(
         "decisions", "show", ledger.story.approval["decision_id"], "--as-of", "2026-01-31T14:00:00"
     )
-    assert line == "error: --as-of needs a UTC offset, e.g. 2026-01-31T14:00:00+00:00"
+    assert line == "error: --as-of must carry a UTC offset, e.g. 2026-01-31T14:00:00Z"

@@ -10,12 +10,16 @@ its ID and by its (run, input). On SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
+
+from infrastructure.settings import Settings
+from interfaces.api.app import create_app
 
 from tests.test_time_travel_narrative import (
     AS_OF_HEADER,
@@ -30,6 +34,31 @@ from tests.test_time_travel_narrative import (
 
 RUN_ID = "credit-bitemporal"
 MILLISECOND = timedelta(milliseconds=1)
+
+
+class SteppedClock:
+    """The time the ledger gives its aggregates here: real time, plus whatever the test
+    moved it on by (so a test waits for nothing)."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+    def advance(self, by: timedelta) -> None:
+        self.ahead += by
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def api(api_settings: Settings, clock: SteppedClock) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings, clock=clock)) as client:
+        yield client
 
 
 class CreditLane:
@@ -134,11 +163,13 @@ def test_a_correction_back_dated_to_the_decision_applied_all_along_but_only_sinc
 # --- T before and after the effective time, K before and after the correction --------------------
 
 
-def test_the_outcome_depends_on_both_the_valid_time_and_the_knowledge_time(api: TestClient) -> None:
-    # The approval is recorded at t0; some time later a decline is recorded, effective from t0 + 20 ms.
+def test_the_outcome_depends_on_both_the_valid_time_and_the_knowledge_time(
+    api: TestClient, clock: SteppedClock
+) -> None:
+    # The approval is recorded at t0; 50 ms later a decline is recorded, effective from t0 + 20 ms.
     lane = CreditLane(api)
     decided_at = lane.record("approve")
-    time.sleep(0.05)
+    clock.advance(50 * MILLISECOND)
     effective_at = decided_at + 20 * MILLISECOND
     lane.correct("correction", "decline", effective_at=effective_at)
     knowledge = lane.knowledge()
@@ -148,7 +179,7 @@ def test_the_outcome_depends_on_both_the_valid_time_and_the_knowledge_time(api: 
         "at the decision": decided_at,
         "before the effect": effective_at - MILLISECOND,
         "at the effect": effective_at,
-        "now": datetime.now(UTC),
+        "now": clock(),
     }
     outcomes = table_of(lane, valid_times, knowledge)
 
@@ -191,11 +222,11 @@ def test_a_correction_may_take_effect_before_the_decision_was_recorded(api: Test
     assert [outcomes[("correction", valid)] for valid in valid_times] == [None, "decline", "decline"]
 
 
-def test_newer_knowledge_wins_among_the_outcomes_in_effect(api: TestClient) -> None:
+def test_newer_knowledge_wins_among_the_outcomes_in_effect(api: TestClient, clock: SteppedClock) -> None:
     # t0: approve. Later: decline, effective from t0 + 40 ms. Later still: refer, effective from t0 + 20 ms.
     lane = CreditLane(api)
     decided_at = lane.record("approve")
-    time.sleep(0.06)
+    clock.advance(60 * MILLISECOND)
     lane.correct("decline", "decline", effective_at=decided_at + 40 * MILLISECOND)
     lane.correct("refer", "refer", effective_at=decided_at + 20 * MILLISECOND)
     knowledge = lane.knowledge()
@@ -224,11 +255,11 @@ def test_newer_knowledge_wins_among_the_outcomes_in_effect(api: TestClient) -> N
     ]
 
 
-def test_the_history_shows_both_times_of_every_event(api: TestClient) -> None:
+def test_the_history_shows_both_times_of_every_event(api: TestClient, clock: SteppedClock) -> None:
     # An approval, then two corrections with back-dated effects, each recorded later.
     lane = CreditLane(api)
     decided_at = lane.record("approve")
-    time.sleep(0.06)
+    clock.advance(60 * MILLISECOND)
     declined = lane.correct("decline", "decline", effective_at=decided_at + 40 * MILLISECOND)
     referred = lane.correct("refer", "refer", effective_at=decided_at + 20 * MILLISECOND)
     knowledge = lane.knowledge()

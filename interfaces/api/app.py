@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from application.ports import AnswerStore
 from application.service import LedgerService
+from domain.clock import Clock, system_clock
 from infrastructure.answer_stores import MemoryAnswers, SharedAnswers
 from infrastructure.settings import Settings
 from interfaces.api.limits import BodySizeLimit
@@ -23,15 +24,18 @@ from interfaces.api.security import Authenticator
 from interfaces.bootstrap import build_service
 
 
-def create_app(settings: Settings, service: LedgerService | None = None) -> FastAPI:
-    """`service` lets a caller (a test, a benchmark) share one it already built."""
+def create_app(
+    settings: Settings, service: LedgerService | None = None, *, clock: Clock = system_clock
+) -> FastAPI:
+    """`service` lets a caller (a test, a benchmark) share one it already built; `clock`
+    lets a test set the time the aggregates are given."""
     metrics = ApiMetrics()
     answers = answer_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = service is None
-        ledger_service = build_service(settings) if owned else service
+        ledger_service = build_service(settings, clock=clock) if owned else service
         assert ledger_service is not None
         ledger_service.ledger.saved_listeners.append(
             lambda recordings: metrics.events_appended.inc(len(recordings))
