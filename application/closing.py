@@ -85,7 +85,9 @@ class RunCloser:
         for verdict in reversed(run.verdicts):
             if verdict["attempt"] == attempt:
                 position = self.ledger.position_of(run.id, run.version)
-                return CommandResult(self._close_view(run.run_id, verdict, position), run.version, position, True)
+                return CommandResult(
+                    self._close_view(run.run_id, verdict, position), run.version, position, True
+                )
         raise errors.RunNotOpen(f"run {run.run_id!r} is {run.status}; it cannot be closed")
 
     @staticmethod

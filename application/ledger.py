@@ -70,9 +70,7 @@ class DecisionLedger(Application[UUID]):
             # Snapshots are derived, but the application trusts them: keep them unrewritable.
             self.index.protect(self.snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
         self.saved_listeners: list[Callable[[list[Recording[UUID]]], None]] = []
-        self.known_times: BoundedLRU[tuple[UUID, int], datetime] = BoundedLRU(
-            self.tuning.known_times_entries
-        )
+        self.known_times: BoundedLRU[tuple[UUID, int], datetime] = BoundedLRU(self.tuning.known_times_entries)
         # Which attempt each run this process believes open is in. A stale belief is
         # harmless: the seal gate refuses the write and the retry reloads the run.
         self.open_runs: BoundedLRU[str, int] = BoundedLRU(self.tuning.open_runs_entries)

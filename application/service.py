@@ -78,7 +78,9 @@ class LedgerService:
     # --- Proofs and verification ------------------------------------------------------------
 
     def decision_proof(self, decision_id: UUID, *, as_of_position: int | None = None) -> dict[str, Any]:
-        return decision_inclusion_proof(self.ledger, self.queries, self.read_models, decision_id, as_of_position)
+        return decision_inclusion_proof(
+            self.ledger, self.queries, self.read_models, decision_id, as_of_position
+        )
 
     def verify_audit_log(
         self,
@@ -126,7 +128,9 @@ class LedgerService:
     def rebuild_projection(self, name: str, on_progress: Progress | None = None) -> int:
         return self.projections.rebuild(name, on_progress=on_progress)
 
-    def verify_projection(self, name: str, on_progress: Progress | None = None) -> tuple[int, list[Difference]]:
+    def verify_projection(
+        self, name: str, on_progress: Progress | None = None
+    ) -> tuple[int, list[Difference]]:
         return self.projections.verify(name, on_progress=on_progress)
 
     def start_projections(self) -> None:

@@ -72,10 +72,14 @@ class HistoryBuilder:
                     self.runs += 1
                     self.in_run = 0
                     run_id = self.run_id
-                    commands.runs.open(OpenRun(token=f"open-{run_id}", actor="bench", run_id=run_id, lane="fraud"))
+                    commands.runs.open(
+                        OpenRun(token=f"open-{run_id}", actor="bench", run_id=run_id, lane="fraud")
+                    )
                     commands.runs.admit(
                         AdmitInputs(
-                            token=f"basis-{run_id}", actor="bench", run_id=run_id,
+                            token=f"basis-{run_id}",
+                            actor="bench",
+                            run_id=run_id,
                             input_ids=tuple(f"txn-{number}" for number in range(RUN_SIZE)),
                         )
                     )
@@ -87,10 +91,16 @@ class HistoryBuilder:
                     decline = number % 5 == 0
                     items.append(
                         RecordDecision(
-                            run_id=run_id, input_id=f"txn-{number}", outcome="decline" if decline else "approve",
-                            score=round((number * 7919 % 1000) / 1000, 3), model=ModelRef("gbm", "7"),
-                            policy_version="2026-11", reasons=("velocity",) if decline else (),
-                            features_digest=None, token=f"decide-{run_id}-{number}", actor="bench",
+                            run_id=run_id,
+                            input_id=f"txn-{number}",
+                            outcome="decline" if decline else "approve",
+                            score=round((number * 7919 % 1000) / 1000, 3),
+                            model=ModelRef("gbm", "7"),
+                            policy_version="2026-11",
+                            reasons=("velocity",) if decline else (),
+                            features_digest=None,
+                            token=f"decide-{run_id}-{number}",
+                            actor="bench",
                         )
                     )
                 batch_token = f"batch-{run_id}-{self.in_run}"
@@ -187,10 +197,15 @@ def build_all(targets: list[tuple[DatabaseTarget, int]], progress: Any) -> list[
         for target, _, writer, followers in jobs:
             written = writer.result()
             catch_up = max(follower.result() for follower in followers)
-            results.append({
-                "target": target, "events": count_events(target), "runs": written["runs"],
-                "build_s": written["build_s"], "caught_up_after_s": catch_up,
-            })
+            results.append(
+                {
+                    "target": target,
+                    "events": count_events(target),
+                    "runs": written["runs"],
+                    "build_s": written["build_s"],
+                    "caught_up_after_s": catch_up,
+                }
+            )
             progress(
                 f"  as-of: {results[-1]['events']:,} events in {written['runs']} runs, written in "
                 f"{written['build_s']:.0f} s, projections caught up after {catch_up:.0f} s"
@@ -222,7 +237,9 @@ def sample_points(target: DatabaseTarget, points: int) -> list[dict[str, Any]]:
     positions = sql.Identifier(target.schema, "decisionledger_positions")
     chosen: list[dict[str, Any]] = []
     with psycopg.connect(target.conninfo, row_factory=dict_row) as connection:
-        head = connection.execute(sql.SQL("SELECT max(position) AS head FROM {}").format(positions)).fetchone()["head"]
+        head = connection.execute(
+            sql.SQL("SELECT max(position) AS head FROM {}").format(positions)
+        ).fetchone()["head"]
         for index in range(points):
             position = max(1, round(head * (index + 1) / points))
             row = connection.execute(
@@ -242,8 +259,15 @@ def as_of_urls(points: list[dict[str, Any]], base_url: str, suffix: str) -> list
     for point in points:
         moment: datetime = point["recorded_at"]
         as_of = quote(moment.isoformat(), safe="")
-        urls.append({"tag": f"summary{suffix}", "url": f"{base_url}/runs/{point['run_id']}/summary?as_of={as_of}"})
-        urls.append({"tag": f"decision{suffix}", "url": f"{base_url}/decisions/{point['originator_id']}?as_of={as_of}"})
+        urls.append(
+            {"tag": f"summary{suffix}", "url": f"{base_url}/runs/{point['run_id']}/summary?as_of={as_of}"}
+        )
+        urls.append(
+            {
+                "tag": f"decision{suffix}",
+                "url": f"{base_url}/decisions/{point['originator_id']}?as_of={as_of}",
+            }
+        )
     return urls
 
 
@@ -258,7 +282,9 @@ def measure(
     """Build one history per size, then measure them all, interleaved."""
     sizes = sorted(set(sizes))
     with ExitStack() as stack:
-        targets = [(stack.enter_context(postgres_schema(postgres_url, prefix="bench_asof")), size) for size in sizes]
+        targets = [
+            (stack.enter_context(postgres_schema(postgres_url, prefix="bench_asof")), size) for size in sizes
+        ]
         progress(f"  as-of: writing histories of {', '.join(f'{size:,}' for size in sizes)} events ...")
         built = build_all(targets, progress)
         for entry in built:
@@ -273,9 +299,13 @@ def measure(
         # Interleaved: point i of every size, both endpoints, then point i + 1, ...
         interleaved = [url for group in zip(*urls_by_size, strict=False) for url in group]
         spec = {
-            "workload": "get", "base_url": "http://127.0.0.1", "concurrency": 1,
-            "connections": len(built), "requests": 2 * requests * len(built),
-            "warmup": len(interleaved), "urls": interleaved,
+            "workload": "get",
+            "base_url": "http://127.0.0.1",
+            "concurrency": 1,
+            "connections": len(built),
+            "requests": 2 * requests * len(built),
+            "warmup": len(interleaved),
+            "urls": interleaved,
         }
         result = run_loadgen(spec)
     if result["error_count"]:
@@ -292,11 +322,13 @@ def measure(
             f"p99 {row['decision']['p99_ms']:.2f} ms"
         )
     smallest, largest = results[0], results[-1]
-    ratios = {
-        endpoint: largest[endpoint]["p50_ms"] / smallest[endpoint]["p50_ms"] for endpoint in ENDPOINTS
+    ratios = {endpoint: largest[endpoint]["p50_ms"] / smallest[endpoint]["p50_ms"] for endpoint in ENDPOINTS}
+    return {
+        "sizes": results,
+        "ratio_p50_largest_over_smallest": ratios,
+        "largest_events": largest["events"],
+        "smallest_events": smallest["events"],
     }
-    return {"sizes": results, "ratio_p50_largest_over_smallest": ratios,
-            "largest_events": largest["events"], "smallest_events": smallest["events"]}
 
 
 def main() -> None:
@@ -309,7 +341,10 @@ def main() -> None:
     arguments = parser.parse_args()
     sizes = [int(size.replace("_", "")) for size in arguments.sizes.split(",")]
     report = measure(
-        sizes, requests=arguments.requests, points=arguments.points, postgres_url=arguments.postgres_url,
+        sizes,
+        requests=arguments.requests,
+        points=arguments.points,
+        postgres_url=arguments.postgres_url,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     if arguments.json:

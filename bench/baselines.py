@@ -78,7 +78,9 @@ def bare_env(target: DatabaseTarget, threads: int) -> dict[str, str]:
     return env
 
 
-def timed_loop(threads: int, duration: float, operation: Callable[[], None]) -> tuple[int, float, list[float]]:
+def timed_loop(
+    threads: int, duration: float, operation: Callable[[], None]
+) -> tuple[int, float, list[float]]:
     """Run `operation` in `threads` threads for `duration` seconds: (count, seconds, latencies)."""
     latencies: list[list[float]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
@@ -133,8 +135,15 @@ def new_decision() -> Aggregate:
     """One of the ledger's Decision aggregates, as the batch endpoint makes them."""
     token = f"lane-a|POST /runs/bench/decisions|{uuid.uuid4()}"
     command = RecordDecision(
-        run_id="bench", input_id=token[-36:], outcome="approve", score=0.5, model=ModelRef("gbm", "7"),
-        policy_version="p1", reasons=("velocity",), token=token, actor="lane-a",
+        run_id="bench",
+        input_id=token[-36:],
+        outcome="approve",
+        score=0.5,
+        model=ModelRef("gbm", "7"),
+        policy_version="p1",
+        reasons=("velocity",),
+        token=token,
+        actor="lane-a",
     )
     return Decision.record(command, attempt=1)
 
@@ -146,7 +155,9 @@ def psycopg_inserts(target: DatabaseTarget, threads: int, duration: float) -> tu
     table = sql.SQL("{}.{}").format(sql.Identifier(target.schema), sql.Identifier("raw_rows"))
     with psycopg.connect(target.conninfo, autocommit=True) as connection:
         connection.execute(
-            sql.SQL("CREATE TABLE {} (id bigserial PRIMARY KEY, originator_id uuid NOT NULL, state bytea NOT NULL)").format(table)
+            sql.SQL(
+                "CREATE TABLE {} (id bigserial PRIMARY KEY, originator_id uuid NOT NULL, state bytea NOT NULL)"
+            ).format(table)
         )
     insert = sql.SQL("INSERT INTO {} (originator_id, state) VALUES (%s, %s)").format(table)
     payload = b"x" * 200
@@ -176,14 +187,21 @@ PLAN: dict[str, tuple[int, Callable[[DatabaseTarget, int, float], tuple[int, flo
     "lib-save-100": (100, lambda target, threads, duration: library_saves(target, 100, threads, duration)),
     "lib-save-1000": (1000, lambda target, threads, duration: library_saves(target, 1000, threads, duration)),
     "lib-save-1000-decisions": (
-        1000, lambda target, threads, duration: library_saves(target, 1000, threads, duration, new_decision)
+        1000,
+        lambda target, threads, duration: library_saves(target, 1000, threads, duration, new_decision),
     ),
-    "psycopg-insert-commit": (1, lambda target, threads, duration: psycopg_inserts(target, threads, duration)),
+    "psycopg-insert-commit": (
+        1,
+        lambda target, threads, duration: psycopg_inserts(target, threads, duration),
+    ),
 }
 #: (name, back end, thread counts) in the order they are measured.
 ALL = (
-    ("lib-save-1", "postgres", THREADS), ("lib-save-1", "sqlite", THREADS), ("lib-save-100", "postgres", THREADS),
-    ("lib-save-1000", "postgres", THREADS), ("lib-save-1000-decisions", "postgres", (1,)),
+    ("lib-save-1", "postgres", THREADS),
+    ("lib-save-1", "sqlite", THREADS),
+    ("lib-save-100", "postgres", THREADS),
+    ("lib-save-1000", "postgres", THREADS),
+    ("lib-save-1000-decisions", "postgres", (1,)),
     ("psycopg-insert-commit", "postgres", THREADS),
 )
 
@@ -199,13 +217,23 @@ def measure_one(
         cpu = time.process_time() - cpu_before
     summary = latency_summary(latencies)
     return Baseline(
-        name=name, backend=backend, threads=threads, per_save=per_save, saves=saves, seconds=seconds,
-        saves_per_s=saves / seconds, items_per_s=saves * per_save / seconds,
-        p50_ms=summary["p50_ms"], p99_ms=summary["p99_ms"], cpu_ms_per_save=1000 * cpu / saves if saves else float("nan"),
+        name=name,
+        backend=backend,
+        threads=threads,
+        per_save=per_save,
+        saves=saves,
+        seconds=seconds,
+        saves_per_s=saves / seconds,
+        items_per_s=saves * per_save / seconds,
+        p50_ms=summary["p50_ms"],
+        p99_ms=summary["p99_ms"],
+        cpu_ms_per_save=1000 * cpu / saves if saves else float("nan"),
     )
 
 
-def measure_all(duration: float, postgres_url: str = DEFAULT_POSTGRES_URL, progress: Callable[[str], None] = print) -> list[Baseline]:
+def measure_all(
+    duration: float, postgres_url: str = DEFAULT_POSTGRES_URL, progress: Callable[[str], None] = print
+) -> list[Baseline]:
     results: list[Baseline] = []
     for name, backend, thread_counts in ALL:
         for threads in thread_counts:

@@ -97,7 +97,9 @@ def new_database(target: DatabaseTarget, default_schema_prefix: str = "bench") -
         try:
             connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         except psycopg.errors.DuplicateSchema:
-            raise SystemExit(f"schema {schema!r} exists; name a new one, the benchmark drops it at the end") from None
+            raise SystemExit(
+                f"schema {schema!r} exists; name a new one, the benchmark drops it at the end"
+            ) from None
     try:
         yield replace(target, schema=schema)
     finally:
@@ -111,7 +113,9 @@ def sqlite_file(prefix: str = "bench-") -> Iterator[DatabaseTarget]:
 
 
 @contextmanager
-def database(backend: str, postgres_url: str = DEFAULT_POSTGRES_URL, prefix: str = "bench") -> Iterator[DatabaseTarget]:
+def database(
+    backend: str, postgres_url: str = DEFAULT_POSTGRES_URL, prefix: str = "bench"
+) -> Iterator[DatabaseTarget]:
     if backend == "postgres":
         with postgres_schema(postgres_url, prefix) as target:
             yield target
@@ -181,8 +185,14 @@ class Server:
 
     def command(self) -> list[str]:
         serve = [
-            str(SERVER_SCRIPT), "serve", "--port", str(self.port), "--database-url", url_of(self.target),
-            "--workers", str(self.workers),
+            str(SERVER_SCRIPT),
+            "serve",
+            "--port",
+            str(self.port),
+            "--database-url",
+            url_of(self.target),
+            "--workers",
+            str(self.workers),
         ]
         if self.profile == "pyinstrument":
             assert self.profile_output is not None
@@ -207,7 +217,11 @@ class Server:
         log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
         self.log_path = Path(log.name)
         self.process = subprocess.Popen(
-            self.command(), env=self.environment(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            self.command(),
+            env=self.environment(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -215,7 +229,9 @@ class Server:
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"the server exited with {self.process.returncode}:\n{self.log_tail()}"
+                    )
                 try:
                     if client.get(f"{self.base_url}/healthz").status_code == 200:
                         return self
@@ -223,7 +239,9 @@ class Server:
                     pass
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"the server did not answer /healthz within {self.startup_timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"the server did not answer /healthz within {self.startup_timeout:.0f} s:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         process = self.process
@@ -302,7 +320,9 @@ def wait_ready(base_url: str, timeout: float = 600.0, poll: float = 0.5) -> dict
 # --- Load-generator processes ---------------------------------------------------------------
 
 
-def run_loadgen(spec: dict[str, Any], timeout: float = 1800.0, server: Server | None = None) -> dict[str, Any]:
+def run_loadgen(
+    spec: dict[str, Any], timeout: float = 1800.0, server: Server | None = None
+) -> dict[str, Any]:
     """Drive the server from a separate process (bench.loadgen); its result. With the
     server, the result also says how much CPU the server used meanwhile (warm-up
     included): `server_cpu_s`, `server_cores` and `server_cpu_ms_per_request`."""
@@ -317,20 +337,28 @@ def run_loadgen(spec: dict[str, Any], timeout: float = 1800.0, server: Server | 
         started = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "-m", "bench.loadgen", str(spec_path), str(out_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         wall = time.perf_counter() - started
         if completed.returncode != 0 or not out_path.exists():
-            raise RuntimeError(f"the load generator failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+            raise RuntimeError(
+                f"the load generator failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
+            )
         result = json.loads(out_path.read_text())
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        loadgen_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+        loadgen_cpu = (children.ru_utime - children_before.ru_utime) + (
+            children.ru_stime - children_before.ru_stime
+        )
         result.update(loadgen_cpu_s=loadgen_cpu, loadgen_cores=loadgen_cpu / wall if wall else float("nan"))
         if server is not None:
             cpu = server.cpu_seconds() - cpu_before
             total_requests = result["requests"] + int(spec.get("warmup", 0) or 0)
             result.update(
-                server_cpu_s=cpu, server_cores=cpu / wall if wall else float("nan"),
+                server_cpu_s=cpu,
+                server_cores=cpu / wall if wall else float("nan"),
                 server_cpu_ms_per_request=1000 * cpu / total_requests if total_requests else float("nan"),
             )
         return result
@@ -350,8 +378,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
     if not latencies_s:
-        return {"p50_ms": float("nan"), "p90_ms": float("nan"), "p99_ms": float("nan"),
-                "mean_ms": float("nan"), "max_ms": float("nan")}
+        return {
+            "p50_ms": float("nan"),
+            "p90_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "mean_ms": float("nan"),
+            "max_ms": float("nan"),
+        }
     return {
         "p50_ms": percentile(latencies_s, 50) * 1000,
         "p90_ms": percentile(latencies_s, 90) * 1000,

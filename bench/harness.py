@@ -65,20 +65,34 @@ class Scale:
 
 SCALES = {
     "quick": Scale(
-        baseline_seconds=2.0, single_seconds=8.0, single_concurrency=(1, 8, 32, 128),
-        batch_requests=5, replay_requests=400, mixed_inputs=8, mixed_runs_per_worker=1,
+        baseline_seconds=2.0,
+        single_seconds=8.0,
+        single_concurrency=(1, 8, 32, 128),
+        batch_requests=5,
+        replay_requests=400,
+        mixed_inputs=8,
+        mixed_runs_per_worker=1,
         profile_seconds=30.0,
         proofs_args=("--events", "5000", "--repetitions", "1"),
         run_load_args=("--inputs", "50000", "--batches", "200", "--repetitions", "3"),
         rebuild_sizes="10000",
-        as_of_sizes=(10_000, 100_000), as_of_requests=200,
+        as_of_sizes=(10_000, 100_000),
+        as_of_requests=200,
     ),
     "full": Scale(
-        baseline_seconds=8.0, single_seconds=45.0, single_concurrency=(1, 8, 32, 128),
-        batch_requests=30, replay_requests=5000, mixed_inputs=40, mixed_runs_per_worker=3,
+        baseline_seconds=8.0,
+        single_seconds=45.0,
+        single_concurrency=(1, 8, 32, 128),
+        batch_requests=30,
+        replay_requests=5000,
+        mixed_inputs=40,
+        mixed_runs_per_worker=3,
         profile_seconds=45.0,
-        proofs_args=(), run_load_args=(), rebuild_sizes="",
-        as_of_sizes=(10_000, 100_000, 1_000_000), as_of_requests=500,
+        proofs_args=(),
+        run_load_args=(),
+        rebuild_sizes="",
+        as_of_sizes=(10_000, 100_000, 1_000_000),
+        as_of_requests=500,
     ),
 }
 
@@ -154,10 +168,12 @@ def bracketed(before: Baseline, after: Baseline) -> Baseline:
     machine a neighbour's burst can move one short measurement by several times."""
     merged = replace(
         before,
-        saves=before.saves + after.saves, seconds=before.seconds + after.seconds,
+        saves=before.saves + after.saves,
+        seconds=before.seconds + after.seconds,
         saves_per_s=(before.saves_per_s + after.saves_per_s) / 2,
         items_per_s=(before.items_per_s + after.items_per_s) / 2,
-        p50_ms=(before.p50_ms + after.p50_ms) / 2, p99_ms=(before.p99_ms + after.p99_ms) / 2,
+        p50_ms=(before.p50_ms + after.p50_ms) / 2,
+        p99_ms=(before.p99_ms + after.p99_ms) / 2,
         cpu_ms_per_save=(before.cpu_ms_per_save + after.cpu_ms_per_save) / 2,
     )
     _brackets[id(merged)] = (merged, before, after)
@@ -169,7 +185,9 @@ def bracketed(before: Baseline, after: Baseline) -> Baseline:
 _brackets: dict[int, tuple[Baseline, Baseline, Baseline]] = {}
 
 
-def ratio_row(row: Row, baseline: Baseline, *, items: bool, target: float | None, threaded: Baseline | None) -> Row:
+def ratio_row(
+    row: Row, baseline: Baseline, *, items: bool, target: float | None, threaded: Baseline | None
+) -> Row:
     row.baseline = f"{baseline.name} {'pg' if baseline.backend == 'postgres' else baseline.backend} 1 thread"
     first = _first_of.get((baseline.name, baseline.backend))
     if id(baseline) in _brackets:
@@ -186,7 +204,9 @@ def ratio_row(row: Row, baseline: Baseline, *, items: bool, target: float | None
         row.ratio = row.throughput / row.baseline_rate
     if threaded is not None and row.throughput is not None:
         rate = threaded.items_per_s if items else threaded.saves_per_s
-        row.notes.append(f"vs the same baseline with 32 threads ({rate:,.0f}/s): {row.throughput / rate:.2f}x")
+        row.notes.append(
+            f"vs the same baseline with 32 threads ({rate:,.0f}/s): {row.throughput / rate:.2f}x"
+        )
     if target is not None and row.ratio is not None:
         row.target = f">= {target:g}x"
         row.met = row.ratio >= target
@@ -225,7 +245,9 @@ def checked(bench: Bench, scenario: str, result: dict[str, Any], row: Row) -> No
             f"the load generator {result.get('loadgen_cores', float('nan')):.2f} cores"
         )
     if result.get("transport_retries"):
-        row.notes.append(f"{result['transport_retries']} request(s) re-sent after a transport error (same key)")
+        row.notes.append(
+            f"{result['transport_retries']} request(s) re-sent after a transport error (same key)"
+        )
     if result.get("error_count"):
         message = f"{scenario}: {result['error_count']} failed requests, e.g. {result['errors'][:2]}"
         row.notes.append(message)
@@ -235,16 +257,25 @@ def checked(bench: Bench, scenario: str, result: dict[str, Any], row: Row) -> No
 
 def load_row(scenario: str, backend: str, result: dict[str, Any], *, items: bool = False) -> Row:
     return Row(
-        scenario=scenario, backend=backend, concurrency=result["concurrency"], requests=result["requests"],
+        scenario=scenario,
+        backend=backend,
+        concurrency=result["concurrency"],
+        requests=result["requests"],
         throughput=result["items_per_s"] if items else result["throughput_rps"],
-        unit="decisions/s" if items else "req/s", p50_ms=result["p50_ms"], p99_ms=result["p99_ms"],
+        unit="decisions/s" if items else "req/s",
+        p50_ms=result["p50_ms"],
+        p99_ms=result["p99_ms"],
     )
 
 
 def decisions_spec(server: Server, run_id: str, concurrency: int, **extra: Any) -> dict[str, Any]:
     return {
-        "base_url": server.base_url, "workload": "decisions", "concurrency": concurrency,
-        "run_id": run_id, "key_prefix": f"c{concurrency}", **extra,
+        "base_url": server.base_url,
+        "workload": "decisions",
+        "concurrency": concurrency,
+        "run_id": run_id,
+        "key_prefix": f"c{concurrency}",
+        **extra,
     }
 
 
@@ -257,7 +288,9 @@ _first_of: dict[tuple[str, str], Baseline] = {}
 
 def run_baselines(bench: Bench) -> None:
     bench.say(f"baselines ({bench.scale.baseline_seconds:g} s each) ...")
-    measured = baseline_module.measure_all(bench.scale.baseline_seconds, bench.postgres_url, progress=bench.say)
+    measured = baseline_module.measure_all(
+        bench.scale.baseline_seconds, bench.postgres_url, progress=bench.say
+    )
     bench.raw["baselines"] = [asdict(baseline) for baseline in measured]
     for baseline in measured:
         bench.baselines[f"{baseline.name}/{baseline.backend}@{baseline.threads}"] = baseline
@@ -265,24 +298,37 @@ def run_baselines(bench: Bench) -> None:
             _first_of[(baseline.name, baseline.backend)] = baseline
         bench.rows.append(
             Row(
-                scenario=f"baseline {baseline.name}", backend=baseline.backend, concurrency=baseline.threads,
-                requests=baseline.saves, throughput=baseline.items_per_s,
+                scenario=f"baseline {baseline.name}",
+                backend=baseline.backend,
+                concurrency=baseline.threads,
+                requests=baseline.saves,
+                throughput=baseline.items_per_s,
                 unit="rows/s" if baseline.name.startswith("psycopg") else "aggregates/s",
-                p50_ms=baseline.p50_ms, p99_ms=baseline.p99_ms,
-                notes=[f"{baseline.saves_per_s:,.0f} transactions/s, {baseline.per_save} per transaction, "
-                       f"{baseline.cpu_ms_per_save:.2f} ms CPU per transaction (client side)"],
+                p50_ms=baseline.p50_ms,
+                p99_ms=baseline.p99_ms,
+                notes=[
+                    f"{baseline.saves_per_s:,.0f} transactions/s, {baseline.per_save} per transaction, "
+                    f"{baseline.cpu_ms_per_save:.2f} ms CPU per transaction (client side)"
+                ],
             )
         )
 
 
 def single_decisions(bench: Bench, backend: str, concurrency: int) -> dict[str, Any]:
     """Single-decision POSTs at one concurrency, in a fresh database, projections off."""
-    with database(backend, bench.postgres_url) as target, Server(target, workers=bench.arguments.workers) as server:
+    with (
+        database(backend, bench.postgres_url) as target,
+        Server(target, workers=bench.arguments.workers) as server,
+    ):
         post(server, "/runs", "open-bench", {"run_id": "bench", "lane": "fraud"})
         before = count_events(target)
         result = run_loadgen(
             decisions_spec(
-                server, "bench", concurrency, duration=bench.scale.single_seconds, warmup=max(20, 2 * concurrency)
+                server,
+                "bench",
+                concurrency,
+                duration=bench.scale.single_seconds,
+                warmup=max(20, 2 * concurrency),
             ),
             server=server,
         )
@@ -300,17 +346,27 @@ def scenario_single(bench: Bench) -> None:
         baseline, before = bracketed(before, after), after
         bench.raw[f"single/postgres/c{concurrency}"] = result
         row = load_row("single-decision POST", "postgres", result)
-        ratio_row(row, baseline, items=False, target=T_SINGLE_PG if concurrency == 32 else None, threaded=lib32)
+        ratio_row(
+            row, baseline, items=False, target=T_SINGLE_PG if concurrency == 32 else None, threaded=lib32
+        )
         cpu_note(row, result, baseline)
         checked(bench, "single", result, row)
         bench.rows.append(row)
         bench.say(f"  {row.throughput:,.0f} req/s, p50 {row.p50_ms:.1f} ms, p99 {row.p99_ms:.1f} ms")
         if concurrency == 32:
             tail = Row(
-                scenario="latency tail (p99/p50)", backend="postgres", concurrency=32, requests=result["requests"],
-                throughput=None, unit="", p50_ms=result["p50_ms"], p99_ms=result["p99_ms"],
-                baseline="p50, same run (ms)", baseline_rate=result["p50_ms"],
-                ratio=result["p99_ms"] / result["p50_ms"], target=f"<= {T_TAIL:g}x",
+                scenario="latency tail (p99/p50)",
+                backend="postgres",
+                concurrency=32,
+                requests=result["requests"],
+                throughput=None,
+                unit="",
+                p50_ms=result["p50_ms"],
+                p99_ms=result["p99_ms"],
+                baseline="p50, same run (ms)",
+                baseline_rate=result["p50_ms"],
+                ratio=result["p99_ms"] / result["p50_ms"],
+                target=f"<= {T_TAIL:g}x",
             )
             tail.met = tail.ratio is not None and tail.ratio <= T_TAIL
             bench.rows.append(tail)
@@ -324,7 +380,10 @@ def scenario_single_sqlite(bench: Bench) -> None:
     bench.raw["single/sqlite/c32"] = result
     row = load_row("single-decision POST", "sqlite", result)
     ratio_row(
-        row, baseline, items=False, target=T_SINGLE_SQLITE,
+        row,
+        baseline,
+        items=False,
+        target=T_SINGLE_SQLITE,
         threaded=bench.baseline("lib-save-1", "sqlite", 32),
     )
     cpu_note(row, result, baseline)
@@ -336,19 +395,34 @@ def scenario_single_sqlite(bench: Bench) -> None:
 def scenario_batch(bench: Bench) -> None:
     bench.say(f"batch endpoint, 1,000 decisions a request, {bench.scale.batch_requests} requests ...")
     before_baseline = adjacent(bench, "lib-save-1000", "postgres")
-    with database("postgres", bench.postgres_url) as target, Server(target, workers=bench.arguments.workers) as server:
+    with (
+        database("postgres", bench.postgres_url) as target,
+        Server(target, workers=bench.arguments.workers) as server,
+    ):
         post(server, "/runs", "open-bench", {"run_id": "bench", "lane": "fraud"})
         before = count_events(target)
-        result = run_loadgen({
-            "base_url": server.base_url, "workload": "batch", "concurrency": 1, "run_id": "bench",
-            "key_prefix": "batch", "batch_size": 1000, "requests": bench.scale.batch_requests, "warmup": 1,
-        }, server=server)
+        result = run_loadgen(
+            {
+                "base_url": server.base_url,
+                "workload": "batch",
+                "concurrency": 1,
+                "run_id": "bench",
+                "key_prefix": "batch",
+                "batch_size": 1000,
+                "requests": bench.scale.batch_requests,
+                "warmup": 1,
+            },
+            server=server,
+        )
         result["events_written"] = count_events(target) - before
     bench.raw["batch"] = result
     baseline = bracketed(before_baseline, adjacent(bench, "lib-save-1000", "postgres"))
     row = load_row("batch POST, 1,000/request", "postgres", result, items=True)
     ratio_row(
-        row, baseline, items=True, target=T_BATCH,
+        row,
+        baseline,
+        items=True,
+        target=T_BATCH,
         threaded=bench.baseline("lib-save-1000", "postgres", 32),
     )
     row.notes.append(f"{result['throughput_rps']:.2f} requests/s")
@@ -375,7 +449,9 @@ def scenario_replay(bench: Bench) -> None:
 def replay_storm(bench: Bench, workers: int) -> None:
     requests = bench.scale.replay_requests
     processes = f"{workers} API process{'es' if workers > 1 else ''}"
-    bench.say(f"replay storm ({processes}): {requests} single-decision POSTs at concurrency 32, then the same again ...")
+    bench.say(
+        f"replay storm ({processes}): {requests} single-decision POSTs at concurrency 32, then the same again ..."
+    )
     with database("postgres", bench.postgres_url) as target, Server(target, workers=workers) as server:
         post(server, "/runs", "open-bench", {"run_id": "bench", "lane": "fraud"})
         spec = decisions_spec(server, "bench", 32, requests=requests, warmup=64, key_prefix="storm")
@@ -420,12 +496,22 @@ def scenario_mixed(bench: Bench) -> None:
         "30% re-deliveries, projections on ..."
     )
     before = adjacent(bench, "lib-save-1", "postgres")
-    with database("postgres", bench.postgres_url) as target, Server(target, run_projections=True, workers=bench.arguments.workers) as server:
-        result = run_loadgen({
-            "base_url": server.base_url, "workload": "mixed", "concurrency": 32, "key_prefix": "mixed",
-            "inputs_per_run": scale.mixed_inputs, "runs_per_worker": scale.mixed_runs_per_worker,
-            "duplicate_rate": 0.3,
-        }, server=server)
+    with (
+        database("postgres", bench.postgres_url) as target,
+        Server(target, run_projections=True, workers=bench.arguments.workers) as server,
+    ):
+        result = run_loadgen(
+            {
+                "base_url": server.base_url,
+                "workload": "mixed",
+                "concurrency": 32,
+                "key_prefix": "mixed",
+                "inputs_per_run": scale.mixed_inputs,
+                "runs_per_worker": scale.mixed_runs_per_worker,
+                "duplicate_rate": 0.3,
+            },
+            server=server,
+        )
     bench.raw["mixed"] = result
     baseline = bracketed(before, adjacent(bench, "lib-save-1", "postgres"))
     row = load_row("mixed lane, 30% re-sent", "postgres", result)
@@ -448,7 +534,9 @@ def scenario_mixed(bench: Bench) -> None:
 _CELLS = re.compile(r"\s{2,}")
 
 
-def run_module(bench: Bench, module: str, args: tuple[str, ...], timeout: float = 1800) -> tuple[str, list[list[str]]]:
+def run_module(
+    bench: Bench, module: str, args: tuple[str, ...], timeout: float = 1800
+) -> tuple[str, list[list[str]]]:
     command = [sys.executable, "-m", module, *args]
     bench.say(f"  $ {' '.join(command[1:])}")
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -480,7 +568,9 @@ def find_cells(rows: list[list[str]], prefix: str) -> list[str] | None:
 
 def scenario_proofs(bench: Bench) -> None:
     if not (ROOT / "bench" / "proofs.py").exists():
-        bench.rows.append(Row("audit verify / proof time", "postgres", notes=["bench/proofs.py is not there"]))
+        bench.rows.append(
+            Row("audit verify / proof time", "postgres", notes=["bench/proofs.py is not there"])
+        )
         return
     bench.say("audit verify and proof time (bench/proofs.py) ...")
     output, rows = run_module(bench, "bench.proofs", bench.scale.proofs_args)
@@ -497,26 +587,40 @@ def scenario_proofs(bench: Bench) -> None:
             continue
         seconds = seconds_of(cells[1]) if len(cells) > 1 else None
         rate = rate_of(cells[2]) if len(cells) > 2 and "events/s" in cells[2] else None
-        bench.rows.append(Row(
-            scenario=label, backend="postgres", requests=None, throughput=rate,
-            unit="events/s" if rate else "", p50_ms=seconds * 1000 if seconds is not None else None,
-            notes=[" | ".join(cells)],
-        ))
+        bench.rows.append(
+            Row(
+                scenario=label,
+                backend="postgres",
+                requests=None,
+                throughput=rate,
+                unit="events/s" if rate else "",
+                p50_ms=seconds * 1000 if seconds is not None else None,
+                notes=[" | ".join(cells)],
+            )
+        )
     bench.say("  " + "\n  ".join(line for line in output.splitlines() if line.strip()))
 
 
 def scenario_run_load(bench: Bench) -> None:
     bench.say("run loading with and without snapshots (bench/run_load.py) ...")
-    output, rows = run_module(bench, "bench.run_load", ("--database-url", bench.postgres_url, *bench.scale.run_load_args))
+    output, rows = run_module(
+        bench, "bench.run_load", ("--database-url", bench.postgres_url, *bench.scale.run_load_args)
+    )
     bench.raw["run-load"] = {"args": list(bench.scale.run_load_args), "stdout": output, "rows": rows}
-    with_cells, without_cells = find_cells(rows, "load with snapshots"), find_cells(rows, "load without snapshots")
+    with_cells, without_cells = (
+        find_cells(rows, "load with snapshots"),
+        find_cells(rows, "load without snapshots"),
+    )
     inputs = find_cells(rows, "inputs admitted")
     if with_cells and without_cells:
         with_s, without_s = seconds_of(with_cells[1]), seconds_of(without_cells[1])
         row = Row(
-            scenario="load a big run (snapshots)", backend="postgres", unit="",
+            scenario="load a big run (snapshots)",
+            backend="postgres",
+            unit="",
             p50_ms=with_s * 1000 if with_s is not None else None,
-            baseline="without snapshots (ms)", baseline_rate=without_s * 1000 if without_s is not None else None,
+            baseline="without snapshots (ms)",
+            baseline_rate=without_s * 1000 if without_s is not None else None,
             ratio=(without_s / with_s) if with_s and without_s else None,
             notes=[f"ratio is without/with (speed-up); {inputs[1] if inputs else ''}"],
         )
@@ -534,7 +638,9 @@ def module_options(module: str) -> set[str]:
 
 def scenario_rebuild(bench: Bench) -> None:
     if not (ROOT / "bench" / "rebuild.py").exists():
-        bench.rows.append(Row("projection rebuild", "postgres", notes=["bench/rebuild.py is not there (yet)"]))
+        bench.rows.append(
+            Row("projection rebuild", "postgres", notes=["bench/rebuild.py is not there (yet)"])
+        )
         return
     bench.say("projection rebuild (bench/rebuild.py) ...")
     args: tuple[str, ...] = ()
@@ -547,7 +653,7 @@ def scenario_rebuild(bench: Bench) -> None:
     measured: list[dict[str, Any]] = []
     if header_at is not None:
         header = _CELLS.split(lines[header_at].strip())
-        for line in lines[header_at + 1:]:
+        for line in lines[header_at + 1 :]:
             cells = _CELLS.split(line.strip())
             if len(cells) != len(header) or not cells[0].replace(",", "").isdigit():
                 break
@@ -558,16 +664,23 @@ def scenario_rebuild(bench: Bench) -> None:
     rss_key = next((key for key in measured[0] if key.startswith("peak RSS")), None)
 
     def rss(entry: dict[str, Any]) -> float | None:
-        return rate_of(max(entry[rss_key].split("/"), key=lambda cell: rate_of(cell) or 0)) if rss_key else None
+        return (
+            rate_of(max(entry[rss_key].split("/"), key=lambda cell: rate_of(cell) or 0)) if rss_key else None
+        )
 
     smallest = measured[0]
     for entry in measured:
         events = int(entry["events"].replace(",", ""))
         row = Row(
-            scenario=f"rebuild runs view @ {short_count(events)} events", backend="postgres",
-            requests=None, throughput=rate_of(entry["events/s"]), unit="events/s",
-            notes=[f"rebuild {entry['rebuild s']} s (history written in {entry['write s']} s); "
-                   f"{rss_key or 'peak RSS'}: {entry.get(rss_key or '', '?')}"],
+            scenario=f"rebuild runs view @ {short_count(events)} events",
+            backend="postgres",
+            requests=None,
+            throughput=rate_of(entry["events/s"]),
+            unit="events/s",
+            notes=[
+                f"rebuild {entry['rebuild s']} s (history written in {entry['write s']} s); "
+                f"{rss_key or 'peak RSS'}: {entry.get(rss_key or '', '?')}"
+            ],
         )
         if entry is not smallest and rss(smallest):
             row.baseline = f"peak RSS MB @ {short_count(int(smallest['events'].replace(',', '')))}"
@@ -600,10 +713,16 @@ def scenario_as_of(bench: Bench) -> None:
         for endpoint, path in (("summary", "as_of GET run summary"), ("decision", "as_of GET decision")):
             stats = entry[endpoint]
             row = Row(
-                scenario=f"{path} @ {short_count(entry['events'])} events", backend="postgres", concurrency=1,
-                requests=stats["requests"], throughput=None, unit="",
-                p50_ms=stats["p50_ms"], p99_ms=stats["p99_ms"],
-                baseline=f"p50 @ {short_count(smallest['events'])} (ms)", baseline_rate=smallest[endpoint]["p50_ms"],
+                scenario=f"{path} @ {short_count(entry['events'])} events",
+                backend="postgres",
+                concurrency=1,
+                requests=stats["requests"],
+                throughput=None,
+                unit="",
+                p50_ms=stats["p50_ms"],
+                p99_ms=stats["p99_ms"],
+                baseline=f"p50 @ {short_count(smallest['events'])} (ms)",
+                baseline_rate=smallest[endpoint]["p50_ms"],
                 ratio=stats["p50_ms"] / smallest[endpoint]["p50_ms"],
             )
             if entry is report["sizes"][-1] and entry is not smallest:
@@ -623,7 +742,9 @@ def scenario_profile(bench: Bench) -> None:
 
     profiler = bench.arguments.profiler or ("py-spy" if py_spy_path() else "pyinstrument")
     seconds = bench.scale.profile_seconds
-    bench.say(f"profile: single-decision POSTs, PostgreSQL, concurrency 32, {seconds:g} s under {profiler} ...")
+    bench.say(
+        f"profile: single-decision POSTs, PostgreSQL, concurrency 32, {seconds:g} s under {profiler} ..."
+    )
     with database("postgres", bench.postgres_url) as target:
         if profiler == "py-spy":
             output = RESULTS / f"{bench.stamp}-profile-c32.pyspy.txt"
@@ -655,10 +776,22 @@ def scenario_profile(bench: Bench) -> None:
     )
     summary_path.write_text(summary)
     bench.raw["profile"] = {
-        "profiler": profiler, "load": {key: result.get(key) for key in (
-            "requests", "throughput_rps", "p50_ms", "p99_ms", "server_cores", "server_cpu_ms_per_request")},
-        "report": str(output), "gil_report": str(gil_report(output)) if profiler == "py-spy" else None,
-        "summary_file": str(summary_path), "summary": summary,
+        "profiler": profiler,
+        "load": {
+            key: result.get(key)
+            for key in (
+                "requests",
+                "throughput_rps",
+                "p50_ms",
+                "p99_ms",
+                "server_cores",
+                "server_cpu_ms_per_request",
+            )
+        },
+        "report": str(output),
+        "gil_report": str(gil_report(output)) if profiler == "py-spy" else None,
+        "summary_file": str(summary_path),
+        "summary": summary,
     }
     bench.say(
         f"  {result['throughput_rps']:,.0f} req/s under the profiler (p50 {result['p50_ms']:.0f} ms); "
@@ -681,10 +814,25 @@ class PySpyPhases(threading.Thread):
         half = max(1, int(self.seconds / 2))
         for flag, path in (("--idle", self.output), ("--gil", gil_report(self.output))):
             completed = subprocess.run(
-                [py_spy_path() or "py-spy", "record", "--pid", str(self.pid), "--rate", "200",
-                 "--duration", str(half), "--format", "raw", "--threads", flag, "--nonblocking",
-                 "--output", str(path)],
-                capture_output=True, text=True,
+                [
+                    py_spy_path() or "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.pid),
+                    "--rate",
+                    "200",
+                    "--duration",
+                    str(half),
+                    "--format",
+                    "raw",
+                    "--threads",
+                    flag,
+                    "--nonblocking",
+                    "--output",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
             )
             if completed.returncode != 0 or not path.exists():
                 self.errors.append(f"py-spy {flag}: {completed.stderr[-1000:]}")
@@ -730,23 +878,44 @@ def print_table(bench: Bench, wall_seconds: float) -> None:
         show_lines=False,
     )
     for header, justify in (
-        ("scenario", "left"), ("back end", "left"), ("conc.", "right"), ("requests", "right"),
-        ("throughput", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("baseline", "left"),
-        ("baseline rate", "right"), ("ratio", "right"), ("target", "left"), ("met?", "center"),
+        ("scenario", "left"),
+        ("back end", "left"),
+        ("conc.", "right"),
+        ("requests", "right"),
+        ("throughput", "right"),
+        ("p50 ms", "right"),
+        ("p99 ms", "right"),
+        ("baseline", "left"),
+        ("baseline rate", "right"),
+        ("ratio", "right"),
+        ("target", "left"),
+        ("met?", "center"),
     ):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for row in bench.rows:
         throughput = f"{number(row.throughput, 1 if (row.throughput or 0) < 100 else 0)} {row.unit}".strip()
         met = "—" if row.met is None else ("[green]yes[/]" if row.met else "[red]NO[/]")
         table.add_row(
-            row.scenario, row.backend, number(row.concurrency), number(row.requests),
+            row.scenario,
+            row.backend,
+            number(row.concurrency),
+            number(row.requests),
             throughput if row.throughput is not None else "—",
-            number(row.p50_ms, 1), number(row.p99_ms, 1), row.baseline or "—",
+            number(row.p50_ms, 1),
+            number(row.p99_ms, 1),
+            row.baseline or "—",
             number(row.baseline_rate, 1 if (row.baseline_rate or 0) < 100 else 0),
-            f"{row.ratio:.2f}x" if row.ratio is not None else "—", row.target or "—", met,
+            f"{row.ratio:.2f}x" if row.ratio is not None else "—",
+            row.target or "—",
+            met,
         )
     console.print(table)
-    notes = [(row.scenario, note) for row in bench.rows for note in row.notes if not row.scenario.startswith("baseline")]
+    notes = [
+        (row.scenario, note)
+        for row in bench.rows
+        for note in row.notes
+        if not row.scenario.startswith("baseline")
+    ]
     if notes:
         console.print("Notes:", highlight=False)
         for scenario, note in notes:
@@ -775,12 +944,17 @@ def load_average() -> list[float] | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    parser.add_argument("--only", nargs="+", metavar="SCENARIO", help=f"some of: {', '.join(SCENARIOS)}, profile")
+    parser.add_argument(
+        "--only", nargs="+", metavar="SCENARIO", help=f"some of: {', '.join(SCENARIOS)}, profile"
+    )
     parser.add_argument("--profile", action="store_true", help="also profile the server at concurrency 32")
     parser.add_argument("--profiler", choices=("py-spy", "pyinstrument"), help="default: py-spy if installed")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument(
-        "--workers", type=int, default=2, help="API worker processes of the server under test (serve --workers)"
+        "--workers",
+        type=int,
+        default=2,
+        help="API worker processes of the server under test (serve --workers)",
     )
     arguments = parser.parse_args(argv)
     selected = [name for chunk in (arguments.only or SCENARIOS) for name in chunk.split(",") if name]
@@ -800,7 +974,9 @@ def main(argv: list[str] | None = None) -> None:
     if NEEDS_BASELINES & set(selected):
         baselines_started = time.perf_counter()
         run_baselines(bench)
-        bench.raw.setdefault("scenario_seconds", {})["baselines"] = round(time.perf_counter() - baselines_started, 1)
+        bench.raw.setdefault("scenario_seconds", {})["baselines"] = round(
+            time.perf_counter() - baselines_started, 1
+        )
     for name in SCENARIOS:
         if name not in selected:
             continue
@@ -823,20 +999,37 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter() - started
 
     output = RESULTS / f"{stamp}.json"
-    output.write_text(json.dumps({
-        "started_utc": stamp, "scale": arguments.scale, "argv": sys.argv, "wall_seconds": wall,
-        "scenarios": selected, "profile": arguments.profile,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_before": load_before, "load_average_after": load_average(),
-                    "cpu_pressure_avg10_before": pressure_before, "cpu_pressure_avg10_after": cpu_pressure()},
-        "targets_use": "the single-threaded bare-library rates (the 32-thread rates are reported beside them)",
-        "rows": [asdict(row) for row in bench.rows],
-        "failures": bench.failures,
-        "raw": bench.raw,
-    }, indent=2, default=str))
+    output.write_text(
+        json.dumps(
+            {
+                "started_utc": stamp,
+                "scale": arguments.scale,
+                "argv": sys.argv,
+                "wall_seconds": wall,
+                "scenarios": selected,
+                "profile": arguments.profile,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_before": load_before,
+                    "load_average_after": load_average(),
+                    "cpu_pressure_avg10_before": pressure_before,
+                    "cpu_pressure_avg10_after": cpu_pressure(),
+                },
+                "targets_use": "the single-threaded bare-library rates (the 32-thread rates are reported beside them)",
+                "rows": [asdict(row) for row in bench.rows],
+                "failures": bench.failures,
+                "raw": bench.raw,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print_table(bench, wall)
-    print(f"\nJSON: {output.relative_to(ROOT)}   wall time: {wall:,.0f} s   "
-          f"load average before/after: {load_before} / {load_average()}")
+    print(
+        f"\nJSON: {output.relative_to(ROOT)}   wall time: {wall:,.0f} s   "
+        f"load average before/after: {load_before} / {load_average()}"
+    )
     if bench.failures:
         print("Failures:\n  " + "\n  ".join(bench.failures))
         sys.exit(1)

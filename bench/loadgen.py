@@ -78,7 +78,9 @@ class Recorder:
         if response.status_code >= 400:
             self.error_count += 1
             if len(self.errors) < 10:
-                self.errors.append(f"{response.status_code} {response.request.url.path}: {response.text[:300]}")
+                self.errors.append(
+                    f"{response.status_code} {response.request.url.path}: {response.text[:300]}"
+                )
 
 
 #: Re-sends after a transport error (a keep-alive connection the server closed just as
@@ -88,8 +90,14 @@ TRANSPORT_RETRIES = 2
 
 
 async def send(
-    client: httpx.AsyncClient, recorder: Recorder, method: str, path: str, *,
-    key: str | None = None, body: bytes | None = None, tag: str = "",
+    client: httpx.AsyncClient,
+    recorder: Recorder,
+    method: str,
+    path: str,
+    *,
+    key: str | None = None,
+    body: bytes | None = None,
+    tag: str = "",
 ) -> httpx.Response | None:
     headers = dict(JSON_HEADERS)
     if key is not None:
@@ -167,13 +175,18 @@ class Batch(Workload):
         for item in range(self.size):
             serial = number * self.size + item
             decisions.append(
-                {**decision_body(f"{self.prefix}-in-{serial}", serial), "idempotency_key": f"{self.prefix}-{serial}"}
+                {
+                    **decision_body(f"{self.prefix}-in-{serial}", serial),
+                    "idempotency_key": f"{self.prefix}-{serial}",
+                }
             )
         return json.dumps({"decisions": decisions}).encode()
 
     async def one(self, client: httpx.AsyncClient, recorder: Recorder, number: int) -> None:
         body = self.body(number)  # built untimed below: `send` starts its clock after this
-        response = await send(client, recorder, "POST", self.path, key=f"{self.prefix}-batch-{number}", body=body)
+        response = await send(
+            client, recorder, "POST", self.path, key=f"{self.prefix}-batch-{number}", body=body
+        )
         if response is not None and response.status_code == 200 and recorder.timing:
             counts = response.json()["counts"]
             recorder.items += counts.get("created", 0) + counts.get("replayed", 0)
@@ -209,9 +222,16 @@ class Mixed(Workload):
         for lane in range(lanes):
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return
-            await self.lane(client, recorder, f"{self.prefix}-w{worker_number}-l{lane}", random.Random(worker_number * 1000 + lane))
+            await self.lane(
+                client,
+                recorder,
+                f"{self.prefix}-w{worker_number}-l{lane}",
+                random.Random(worker_number * 1000 + lane),
+            )
 
-    async def lane(self, client: httpx.AsyncClient, recorder: Recorder, run_id: str, rng: random.Random) -> None:
+    async def lane(
+        self, client: httpx.AsyncClient, recorder: Recorder, run_id: str, rng: random.Random
+    ) -> None:
         sent: list[tuple[str, str, str, bytes, int]] = []
 
         async def post(path: str, key: str, body: dict[str, Any]) -> httpx.Response | None:
@@ -234,17 +254,31 @@ class Mixed(Workload):
                 continue
             decision_id = response.json()["decision_id"]
             response = await post(
-                f"/runs/{run_id}/actions", f"block-{input_id}", {"decision_id": decision_id, "kind": "block-card"}
+                f"/runs/{run_id}/actions",
+                f"block-{input_id}",
+                {"decision_id": decision_id, "kind": "block-card"},
             )
             if response is None or response.status_code != 201:
                 continue
             action_id = response.json()["action_id"]
-            await post(f"/actions/{action_id}/commit", f"commit-{input_id}", {"external_ref": f"psp-{input_id}"})
-        response = await send(client, recorder, "POST", f"/runs/{run_id}/close", key=f"close-{run_id}", body=b"{}")
+            await post(
+                f"/actions/{action_id}/commit", f"commit-{input_id}", {"external_ref": f"psp-{input_id}"}
+            )
+        response = await send(
+            client, recorder, "POST", f"/runs/{run_id}/close", key=f"close-{run_id}", body=b"{}"
+        )
         self.originals += 1
-        verdict = response.json().get("verdict", f"HTTP {response.status_code}") if response is not None else "error"
+        verdict = (
+            response.json().get("verdict", f"HTTP {response.status_code}")
+            if response is not None
+            else "error"
+        )
         if response is not None and rng.random() < self.duplicate_rate:
-            await self.redeliver(client, recorder, ("POST", f"/runs/{run_id}/close", f"close-{run_id}", b"{}", response.status_code))
+            await self.redeliver(
+                client,
+                recorder,
+                ("POST", f"/runs/{run_id}/close", f"close-{run_id}", b"{}", response.status_code),
+            )
         self.verdicts.append(str(verdict))
         self.lanes_done += 1
 
@@ -254,8 +288,10 @@ class Mixed(Workload):
         method, path, key, body, status = request
         self.duplicates += 1
         response = await send(client, recorder, method, path, key=key, body=body)
-        if response is None or response.status_code != status or (
-            status < 400 and response.headers.get("idempotent-replayed") != "true"
+        if (
+            response is None
+            or response.status_code != status
+            or (status < 400 and response.headers.get("idempotent-replayed") != "true")
         ):
             self.mismatched_replays += 1
 
@@ -270,7 +306,9 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
     concurrency = int(spec["concurrency"])
     connections = max(concurrency, int(spec.get("connections", 0)))
     # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them.
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0)
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0
+    )
     recorder = Recorder()
     client_kind = spec.get("client", "lean")
     client_cm: Any = (
@@ -281,7 +319,9 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
     async with client_cm as client:
         warmup = int(spec.get("warmup", 0))
         if warmup:
-            warm = WORKLOADS[spec["workload"]]({**spec, "requests": warmup, "key_prefix": spec.get("key_prefix", "") + "-warm"})
+            warm = WORKLOADS[spec["workload"]](
+                {**spec, "requests": warmup, "key_prefix": spec.get("key_prefix", "") + "-warm"}
+            )
             await asyncio.gather(*(warm.worker(client, recorder, number) for number in range(concurrency)))
         workload = WORKLOADS[spec["workload"]](spec)
         recorder.timing = True
@@ -305,7 +345,10 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         "error_count": recorder.error_count,
         "transport_retries": recorder.transport_retries,
         "errors": recorder.errors,
-        "tags": {tag: {"requests": len(values), **latency_summary(values)} for tag, values in recorder.by_tag.items()},
+        "tags": {
+            tag: {"requests": len(values), **latency_summary(values)}
+            for tag, values in recorder.by_tag.items()
+        },
     }
     if isinstance(workload, Mixed):
         result.update(

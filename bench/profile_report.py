@@ -118,7 +118,12 @@ def wait_class(function: str, file: str, full: str, line: int) -> str:
     if file.endswith("selectors.py") and "select" in function:
         return "event loop idle (select)"
     if file.endswith(("threading.py", "queue.py")) and function.split(".")[-1] in {
-        "wait", "get", "acquire", "_wait_for_tstate_lock", "join", "put",
+        "wait",
+        "get",
+        "acquire",
+        "_wait_for_tstate_lock",
+        "join",
+        "put",
     }:
         return "waiting on a lock/event/queue"
     if _BLOCKING_CALL.search(source_line(full, line)):
@@ -183,10 +188,15 @@ def summarise_py_spy(path: Path, top: int = 20) -> str:
         split = ", ".join(f"{klass} {count / kind_total:.0%}" for klass, count in classes.most_common())
         lines.append(f"  {kind} ({kind_total:,} samples): {split}")
     if request_total:
-        lines += ["", f"the request path: {request_total:,} samples of worker threads inside a route, by class:"]
+        lines += [
+            "",
+            f"the request path: {request_total:,} samples of worker threads inside a route, by class:",
+        ]
         lines += [f"  {pct(count, request_total)}  {klass}" for klass, count in request_classes.most_common()]
         lines += ["", f"the request path by project function, inclusive (top {top}):"]
-        lines += [f"  {pct(count, request_total)}  {name}" for name, count in request_inclusive.most_common(top)]
+        lines += [
+            f"  {pct(count, request_total)}  {name}" for name, count in request_inclusive.most_common(top)
+        ]
 
     gil_path = path.with_name(path.name.replace(".pyspy.", ".pyspy-gil."))
     if not gil_path.exists():
@@ -222,7 +232,9 @@ def summarise_py_spy(path: Path, top: int = 20) -> str:
     lines += [f"  {pct(count, gil_total)}  {name}" for name, count in project[:top]]
     lines += ["", "selected frames, inclusive (the ASGI stack, the thread hops, the commit):"]
     for label, marker in SELECTED:
-        count = sum(c for _, frames, c in gil_samples if any(marker in f"{f} ({fl})" for f, fl, _, _ in frames))
+        count = sum(
+            c for _, frames, c in gil_samples if any(marker in f"{f} ({fl})" for f, fl, _, _ in frames)
+        )
         lines.append(f"  {pct(count, gil_total)}  {label}")
     return "\n".join(lines) + "\n"
 

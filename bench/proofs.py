@@ -252,9 +252,7 @@ def main() -> None:
                 timed(lambda: verify_against_store(service, proof))[0] for _ in range(arguments.repetitions)
             )
             decision_id = decision_uuid(RUN_ID, f"input-{arguments.events // 2:08d}")
-            inclusion_seconds, inclusion = timed(
-                lambda: service.decision_proof(decision_id)
-            )
+            inclusion_seconds, inclusion = timed(lambda: service.decision_proof(decision_id))
             assert inclusion["tree_size"] == proof["merkle"]["tree_size"]
         finally:
             service.close()

@@ -81,7 +81,9 @@ def require_document(value: Any, field_name: str) -> dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise InvalidCommand(f"{field_name} is not plain JSON: {error}", field=field_name) from None
     if len(encoded) > MAX_DOCUMENT_BYTES:
-        raise InvalidCommand(f"{field_name} must be at most {MAX_DOCUMENT_BYTES} bytes of JSON", field=field_name)
+        raise InvalidCommand(
+            f"{field_name} must be at most {MAX_DOCUMENT_BYTES} bytes of JSON", field=field_name
+        )
     return value
 
 

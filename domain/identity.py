@@ -7,6 +7,7 @@ from uuid import UUID, uuid5
 #: The ledger's own namespace for uuid5 IDs. Never change it: every stored ID depends on it.
 LEDGER_NAMESPACE = UUID("7f1c1d2e-5b3a-5e0f-9a57-3c1d0b6a9e41")
 
+
 def run_uuid(run_id: str) -> UUID:
     return uuid5(LEDGER_NAMESPACE, f"run:{run_id}")
 

@@ -45,7 +45,9 @@ class BatchingProjectionRunner(BaseProjectionRunner[Any]):
         try:
             for domain_event, tracking in subscription:
                 batch.append((domain_event, tracking))
-                if len(batch) >= BatchingProjectionRunner.MAX_BATCH or not subscription_has_buffered(subscription):
+                if len(batch) >= BatchingProjectionRunner.MAX_BATCH or not subscription_has_buffered(
+                    subscription
+                ):
                     projection.process_batch(batch)
                     batch = []
         except BaseException as error:

@@ -141,7 +141,10 @@ def test_a_malformed_request_is_an_invalid_command(changes: dict[str, object], f
 def test_a_failure_whose_retryable_flag_is_not_a_boolean_is_an_invalid_command() -> None:
     with pytest.raises(InvalidCommand) as refused:
         FailAction(
-            token="fail-1", actor="mailer", action_id=DECISION_ID, error="x",
+            token="fail-1",
+            actor="mailer",
+            action_id=DECISION_ID,
+            error="x",
             retryable="no",  # type: ignore[arg-type]
         )
     assert refused.value.field == "retryable"

@@ -86,8 +86,12 @@ def write_some_history(ledger: DecisionLedger) -> None:
     )
     commands_of(ledger).decisions.record(
         RecordDecision(
-            token="record-1", actor="scorer", run_id=RUN_ID, input_id="a",
-            outcome="approve", model=ModelRef("scorecard", "7.1"),
+            token="record-1",
+            actor="scorer",
+            run_id=RUN_ID,
+            input_id="a",
+            outcome="approve",
+            model=ModelRef("scorecard", "7.1"),
         )
     )
     run = ledger.repository.get(run_uuid(RUN_ID))
@@ -142,9 +146,7 @@ def test_deleting_rows_is_refused(raw_tables: RawTables, table: str) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("table", TAMPERING)
-def test_truncating_a_table_is_refused_on_postgres(
-    postgres_schema: PostgresSchema, table: str
-) -> None:
+def test_truncating_a_table_is_refused_on_postgres(postgres_schema: PostgresSchema, table: str) -> None:
     # A history written through the application on PostgreSQL.
     target = parse_database_url(postgres_schema.url)
     ledger = DecisionLedger(env=target.library_env())

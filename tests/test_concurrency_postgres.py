@@ -89,7 +89,9 @@ def test_the_same_decision_under_the_same_token_lands_once(writers: list[Decisio
     commands_of(writers[0]).runs.open(open_command("open-1"))
 
     # Eight retries of one delivery arrive at once.
-    answers = race(writers, lambda ledger, _: commands_of(ledger).decisions.record(decision_command("record-1")))
+    answers = race(
+        writers, lambda ledger, _: commands_of(ledger).decisions.record(decision_command("record-1"))
+    )
 
     # Exactly one Recorded event landed, and the index agrees.
     assert [type(e).__name__ for e in recorded_decision_events(writers[0])] == ["Recorded"]
@@ -111,7 +113,8 @@ def test_the_same_decision_under_different_tokens_lands_once(
 
     # Eight clients send the same decision, each under a token of its own.
     answers = race(
-        writers, lambda ledger, number: commands_of(ledger).decisions.record(decision_command(f"record-{number}"))
+        writers,
+        lambda ledger, number: commands_of(ledger).decisions.record(decision_command(f"record-{number}")),
     )
 
     # Exactly one event landed.
@@ -166,7 +169,9 @@ def test_the_same_open_under_the_same_token_lands_once(writers: list[DecisionLed
 
 
 def test_the_same_open_under_different_tokens_lands_once(writers: list[DecisionLedger]) -> None:
-    answers = race(writers, lambda ledger, number: commands_of(ledger).runs.open(open_command(f"open-{number}")))
+    answers = race(
+        writers, lambda ledger, number: commands_of(ledger).runs.open(open_command(f"open-{number}"))
+    )
 
     assert len(list(writers[0].events.get(run_uuid(RUN_ID)))) == 1
     assert all(isinstance(answer, CommandResult) for answer in answers), answers
@@ -180,7 +185,9 @@ def test_opens_of_one_run_in_different_lanes_leave_one_winner_and_conflicts(
     # Eight schedulers open the same run ID, each in a lane of its own.
     answers = race(
         writers,
-        lambda ledger, number: commands_of(ledger).runs.open(open_command(f"open-{number}", lane=f"lane-{number}")),
+        lambda ledger, number: commands_of(ledger).runs.open(
+            open_command(f"open-{number}", lane=f"lane-{number}")
+        ),
     )
 
     # One Opened event landed, for the winner's lane.

@@ -212,7 +212,9 @@ def test_reusing_a_correction_token_for_another_outcome_is_refused() -> None:
     decision.correct(correct_command(decision, token="correct-1"), attempt=1, now=system_clock())
 
     with pytest.raises(IdempotencyKeyReused):
-        decision.correct(correct_command(decision, token="correct-1", outcome="refer"), attempt=1, now=system_clock())
+        decision.correct(
+            correct_command(decision, token="correct-1", outcome="refer"), attempt=1, now=system_clock()
+        )
     assert decision.outcome == "decline"
 
 
@@ -238,7 +240,9 @@ def test_a_valid_time_query_picks_the_entry_in_effect_at_that_moment() -> None:
     # Approved at t0; declined from t0 on; then referred from the moment of the decline on.
     decision = saved_decision()
     recorded_at = decision.created_on
-    decision.correct(correct_command(decision, "correct-1", effective_at=recorded_at), attempt=1, now=system_clock())
+    decision.correct(
+        correct_command(decision, "correct-1", effective_at=recorded_at), attempt=1, now=system_clock()
+    )
     declined_at = decision.modified_on
     decision.correct(
         correct_command(decision, "correct-2", outcome="refer", effective_at=declined_at),
@@ -380,5 +384,7 @@ def test_a_corrected_decision_shows_both_events_in_its_history(ledger: DecisionL
         ("Recorded", "scorer"),
         ("Corrected", "reviewer"),
     ]
-    as_recorded = AggregateQueries(ledger, Answers(ledger)).decision(decision_id, as_of_position=recorded.position)
+    as_recorded = AggregateQueries(ledger, Answers(ledger)).decision(
+        decision_id, as_of_position=recorded.position
+    )
     assert as_recorded.outcome == "approve"

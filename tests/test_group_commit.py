@@ -359,18 +359,24 @@ def test_a_redelivery_answered_first_by_another_process_replays_on_the_loop(
     # Both processes know the run is open; the first one records a decision.
     commands_of(ledger).runs.open(OpenRun(token="open", actor="operator", run_id="group-run", lane="fraud"))
     for process in (ledger, second_process):
-        commands_of(process).decisions.record(decision_command(f"txn-known-{id(process)}", f"key-known-{id(process)}"))
+        commands_of(process).decisions.record(
+            decision_command(f"txn-known-{id(process)}", f"key-known-{id(process)}")
+        )
     first = commands_of(ledger).decisions.record(decision_command("txn-1", "key-1"))
     written = ledger.index.head_position()
 
     # The redelivery reaches the other process: its optimistic write is refused, and the
     # answer is the first one, replayed; another payload under the key is refused.
-    again = asyncio.run(commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-1")))
+    again = asyncio.run(
+        commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-1"))
+    )
 
     assert again.replayed and again.view == first.view
     assert second_process.index.head_position() == written
     with pytest.raises(DecisionAlreadyRecorded):
-        asyncio.run(commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-2", "decline")))
+        asyncio.run(
+            commands_of(second_process).decisions.record_async(decision_command("txn-1", "key-2", "decline"))
+        )
 
 
 def test_closing_the_ledger_lets_commands_running_in_threads_finish(ledger: DecisionLedger) -> None:

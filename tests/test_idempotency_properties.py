@@ -154,15 +154,10 @@ class InMemoryLedger:
                 self.admitted.setdefault(new_event.run_id, set())
 
     def states(self) -> dict[UUID, dict[str, Any]]:
-        return {
-            aggregate_id: state_of(aggregate) for aggregate_id, aggregate in self.aggregates.items()
-        }
+        return {aggregate_id: state_of(aggregate) for aggregate_id, aggregate in self.aggregates.items()}
 
     def event_trail(self) -> list[tuple[str, UUID, int, str]]:
-        return [
-            (type(e).__name__, e.originator_id, e.originator_version, e.token)
-            for e in self.saved_events
-        ]
+        return [(type(e).__name__, e.originator_id, e.originator_version, e.token) for e in self.saved_events]
 
 
 #: Read from the clock when a command runs, so two executions of one script differ.
@@ -196,8 +191,7 @@ def scripts(draw: st.DrawFn, max_steps: int = 20) -> list[Command]:
     """A sequence of distinct commands, each valid where it stands, each with its own token."""
     opened = draw(st.lists(st.sampled_from(RUN_IDS), min_size=1, max_size=2, unique=True))
     script: list[Command] = [
-        OpenRun(token=f"open-{run_id}", actor="scheduler", run_id=run_id, lane="credit")
-        for run_id in opened
+        OpenRun(token=f"open-{run_id}", actor="scheduler", run_id=run_id, lane="credit") for run_id in opened
     ]
     decided: list[tuple[str, str]] = []
     # Each action's status, and whether it may still be retried.
@@ -206,8 +200,11 @@ def scripts(draw: st.DrawFn, max_steps: int = 20) -> list[Command]:
     for step in range(draw(st.integers(0, max_steps))):
         token = f"step-{step}"
         undecided = [(r, i) for r in opened for i in INPUT_IDS if (r, i) not in decided]
-        committable = [key for key, (status, retryable) in actions.items()
-                       if status == "requested" or (status == "failed" and retryable)]
+        committable = [
+            key
+            for key, (status, retryable) in actions.items()
+            if status == "requested" or (status == "failed" and retryable)
+        ]
         failable = [key for key, (status, _) in actions.items() if status in ("requested", "failed")]
         waivable = [key for key, (status, _) in actions.items() if status == "failed"]
         moves = ["admit"]
@@ -221,9 +218,7 @@ def scripts(draw: st.DrawFn, max_steps: int = 20) -> list[Command]:
         if move == "admit":
             run_id = draw(st.sampled_from(opened))
             batch = draw(st.lists(st.sampled_from(INPUT_IDS), min_size=1, max_size=4))
-            script.append(
-                AdmitInputs(token=token, actor="loader", run_id=run_id, input_ids=tuple(batch))
-            )
+            script.append(AdmitInputs(token=token, actor="loader", run_id=run_id, input_ids=tuple(batch)))
         elif move == "record":
             run_id, input_id = draw(st.sampled_from(undecided))
             decided.append((run_id, input_id))
@@ -274,8 +269,11 @@ def scripts(draw: st.DrawFn, max_steps: int = 20) -> list[Command]:
             actions[(run_id, key)] = ("failed", retryable)
             script.append(
                 FailAction(
-                    token=token, actor="mailer", action_id=action_uuid(run_id, key),
-                    error="timeout", retryable=retryable,
+                    token=token,
+                    actor="mailer",
+                    action_id=action_uuid(run_id, key),
+                    error="timeout",
+                    retryable=retryable,
                 )
             )
         else:
@@ -324,9 +322,7 @@ def deliveries_with_duplicates(draw: st.DrawFn, script: Sequence[Command]) -> li
 
 
 @st.composite
-def scripts_with_duplicates(
-    draw: st.DrawFn, max_steps: int = 20
-) -> tuple[list[Command], list[Delivery]]:
+def scripts_with_duplicates(draw: st.DrawFn, max_steps: int = 20) -> tuple[list[Command], list[Delivery]]:
     script = draw(scripts(max_steps=max_steps))
     return script, draw(deliveries_with_duplicates(script))
 
@@ -504,8 +500,12 @@ def test_a_token_reused_for_any_other_request_writes_nothing_to_a_sqlite_ledger(
     # The other request may even name another aggregate: only the token table knows.
     reused = data.draw(st.sampled_from(script), label="reused")
     elsewhere = RecordDecision(
-        token=reused.token, actor="scorer", run_id=RUN_IDS[0], input_id="input-elsewhere",
-        outcome="approve", model=ModelRef("scorecard", "7"),
+        token=reused.token,
+        actor="scorer",
+        run_id=RUN_IDS[0],
+        input_id="input-elsewhere",
+        outcome="approve",
+        model=ModelRef("scorecard", "7"),
     )
     # The application has no close command yet, so closes are left to the domain property.
     candidates = [c for c in changed_payloads(reused) if not isinstance(c, CloseRun)]

@@ -50,7 +50,9 @@ def start_worker(
 
 
 def write_bulk_run(ledger: DecisionLedger, run_id: str, decisions: int) -> None:
-    commands_of(ledger).runs.open(OpenRun(token=f"open-{run_id}", actor="scheduler", run_id=run_id, lane="fraud"))
+    commands_of(ledger).runs.open(
+        OpenRun(token=f"open-{run_id}", actor="scheduler", run_id=run_id, lane="fraud")
+    )
     input_ids = [f"{run_id}-input-{number:05d}" for number in range(decisions)]
     for start in range(0, decisions, 500):
         items = [

@@ -303,7 +303,9 @@ def test_a_proof_re_signed_by_any_key_is_not_trusted_without_a_pinned_key(
     # Without a pinned key the verifier fails closed: a valid signature by an unknown key is not "ok".
     cli = decision_ledger("proof", "verify", str(document), cwd=tmp_path)
     assert cli.returncode == 1
-    assert cli.error_line == "error: the signer is not trusted: pin its public key with --public-key (GET /keys)"
+    assert (
+        cli.error_line == "error: the signer is not trusted: pin its public key with --public-key (GET /keys)"
+    )
     assert "ok" not in cli.stdout
 
     # The genuine proof without a pinned key is refused the same way: nothing is "ok" unpinned.

@@ -213,9 +213,7 @@ def test_a_basis_batch_larger_than_the_limit_is_an_invalid_command() -> None:
     assert refused.value.field == "input_ids"
 
     # ... while a batch exactly at the limit is accepted.
-    assert len(admit_command("admit-max", *oversize_batch[:MAX_BASIS_BATCH]).input_ids) == (
-        MAX_BASIS_BATCH
-    )
+    assert len(admit_command("admit-max", *oversize_batch[:MAX_BASIS_BATCH]).input_ids) == (MAX_BASIS_BATCH)
 
 
 def test_an_empty_basis_batch_is_an_invalid_command() -> None:
@@ -357,9 +355,7 @@ def test_evidence_about_another_basis_or_an_incomplete_audit_is_a_reason() -> No
     run = sealed_run("a", "b")
 
     # The read model saw a different basis, and fewer audit records than events.
-    evidence = clean_evidence(
-        run, admitted_count=1, basis_digest=basis_digest(["a"]), audit_records=7
-    )
+    evidence = clean_evidence(run, admitted_count=1, basis_digest=basis_digest(["a"]), audit_records=7)
 
     assert [reason.code for reason in run.rejection_reasons(evidence)] == [
         "basis_mismatch",

@@ -191,7 +191,9 @@ class RandomHistory:
             # A batch may repeat an input, and may admit inputs admitted (or decided) before.
             run_id = self.draw(st.sampled_from(open_runs), "run to admit to")
             batch = self.draw(st.lists(st.sampled_from(INPUT_IDS), min_size=1, max_size=4), "batch")
-            commands_of(ledger).runs.admit(AdmitInputs(token=token, actor=actor, run_id=run_id, input_ids=tuple(batch)))
+            commands_of(ledger).runs.admit(
+                AdmitInputs(token=token, actor=actor, run_id=run_id, input_ids=tuple(batch))
+            )
         elif move == "decide":
             # The input may never have been admitted: the decision is then unexpected.
             run_id, input_id = self.draw(st.sampled_from(undecided), "input to decide")
@@ -243,13 +245,17 @@ class RandomHistory:
             )
         elif move == "waive":
             action_id = self.draw(st.sampled_from(self.actions_in("failed")), "action to waive")
-            commands_of(ledger).actions.waive(WaiveAction(token=token, actor=actor, action_id=action_id, reason="by hand"))
+            commands_of(ledger).actions.waive(
+                WaiveAction(token=token, actor=actor, action_id=action_id, reason="by hand")
+            )
         elif move == "close":
             run_id = self.draw(st.sampled_from(open_runs), "run to close")
             close_run(self.service, CloseRun(token=token, actor=actor, run_id=run_id))
         else:
             run_id = self.draw(st.sampled_from(self.runs_in("rejected")), "run to reopen")
-            commands_of(ledger).runs.reopen(ReopenRun(token=token, actor=actor, run_id=run_id, reason="remediate"))
+            commands_of(ledger).runs.reopen(
+                ReopenRun(token=token, actor=actor, run_id=run_id, reason="remediate")
+            )
 
 
 # --- The log, and folds of it ----------------------------------------------------------------------

@@ -46,7 +46,9 @@ class IdempotentExecution:
             ledger.tuning.answer_cache_entries
         )
 
-    def execute(self, command: Command, attempt: Callable[[bool], CommandResult[ViewT]]) -> CommandResult[ViewT]:
+    def execute(
+        self, command: Command, attempt: Callable[[bool], CommandResult[ViewT]]
+    ) -> CommandResult[ViewT]:
         """Run a command once per token. A recent answer is replayed from memory (answers
         never change); otherwise the attempt runs, with retries."""
         recalled = self.recall(command)
@@ -107,7 +109,9 @@ class IdempotentExecution:
         if receipt.originator_id is None or receipt.originator_version is None:
             raise errors.IdempotencyKeyReused("this idempotency key was used for another command")
         if receipt.recorded_at is not None:
-            self.ledger.known_times.put((receipt.originator_id, receipt.originator_version), receipt.recorded_at)
+            self.ledger.known_times.put(
+                (receipt.originator_id, receipt.originator_version), receipt.recorded_at
+            )
         aggregate = self.ledger.at_version(receipt.originator_id, kind, receipt.originator_version)
         position = receipt.position or self.ledger.position_of(aggregate.id, aggregate.version)
         return CommandResult(present(aggregate, position), aggregate.version, position, True)

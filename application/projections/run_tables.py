@@ -45,8 +45,7 @@ RUN_VIEW_DDL = (
     + " first_position BIGINT NOT NULL, last_position BIGINT NOT NULL,"
     " opened_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
     " PRIMARY KEY (run_id, valid_from))",
-    "CREATE INDEX IF NOT EXISTS {summary_current} ON {summary} (status, lane, run_id)"
-    " WHERE valid_to IS NULL",
+    "CREATE INDEX IF NOT EXISTS {summary_current} ON {summary} (status, lane, run_id) WHERE valid_to IS NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS {summary_open_row} ON {summary} (run_id) WHERE valid_to IS NULL",
     "CREATE TABLE IF NOT EXISTS {inputs} ("
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT, decided_at BIGINT,"

@@ -36,6 +36,7 @@ from infrastructure.view_store import ViewCursor
 #: SQLite caps bound parameters per statement; stay well under it.
 _CHUNK = 500
 
+
 class RunViewsProjection(LedgerProjection):
     name = "runs"
     table_names: ClassVar = ("summary", "inputs", "decisions", "actions")

@@ -48,7 +48,9 @@ class AggregateQueries:
         self, decision_id: UUID, *, as_of_position: int | None = None, valid_at: datetime | None = None
     ) -> DecisionView:
         decision = self.ledger.load_as_of(decision_id, Decision, errors.DecisionNotFound, as_of_position)
-        return self.answers.decision(decision, self.ledger.position_of(decision.id, decision.version), valid_at)
+        return self.answers.decision(
+            decision, self.ledger.position_of(decision.id, decision.version), valid_at
+        )
 
     def decision_for_input(
         self,
@@ -69,7 +71,9 @@ class AggregateQueries:
             state = dict(vars(domain_event))
             position = self.ledger.index.event_position(decision_id, domain_event.originator_version)
             if position is None:
-                raise errors.NothingKnownYet(f"event {domain_event.originator_version} of {decision_id} is not indexed")
+                raise errors.NothingKnownYet(
+                    f"event {domain_event.originator_version} of {decision_id} is not indexed"
+                )
             entries.append(
                 HistoryEntry(
                     version=domain_event.originator_version,

@@ -34,6 +34,8 @@ class PointInLog:
         if self.as_of_position is not None:
             head = index.head_position()
             if head == 0 or self.as_of_position < 1:
-                raise errors.NothingKnownYet(f"nothing was recorded at or before position {self.as_of_position}")
+                raise errors.NothingKnownYet(
+                    f"nothing was recorded at or before position {self.as_of_position}"
+                )
             return min(self.as_of_position, head)
         return None

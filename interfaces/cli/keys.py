@@ -25,7 +25,9 @@ def keys_show(database_url: DatabaseUrl = None) -> None:
         signer = signer_for(load_settings(database_url))
     except (LedgerError, ConfigurationError) as error:
         fail(getattr(error, "detail", str(error)))
-    print(json.dumps({"algorithm": signer.algorithm, "public_key": signer.public_key, "key_id": signer.key_id}))
+    print(
+        json.dumps({"algorithm": signer.algorithm, "public_key": signer.public_key, "key_id": signer.key_id})
+    )
 
 
 @api_keys_app.command("new")

@@ -39,7 +39,9 @@ def runs_show(run_id: str, as_of: AsOf = None, database_url: DatabaseUrl = None)
 def decisions_show(
     decision_id: str,
     as_of: AsOf = None,
-    valid_at: Annotated[str | None, typer.Option("--valid-at", help="Which outcome applied at this time")] = None,
+    valid_at: Annotated[
+        str | None, typer.Option("--valid-at", help="Which outcome applied at this time")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """A decision as known then, with the outcome in force at a valid time."""

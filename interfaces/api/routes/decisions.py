@@ -129,9 +129,7 @@ async def show_decision(
     decision_id: UUID, call: ReadCallDep, response: Response, valid_at: ValidAt = None
 ) -> Any:
     def decision(position: int | None) -> Any:
-        return call.service.queries.decision(
-            decision_id, as_of_position=position, valid_at=_aware(valid_at)
-        )
+        return call.service.queries.decision(decision_id, as_of_position=position, valid_at=_aware(valid_at))
 
     return await call.run(decision, response)
 
