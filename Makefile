@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench install clean
+.PHONY: run test lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ run: $(STAMP)
 ## DECISION_LEDGER_REQUIRE_POSTGRES=1).
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+## The habits the machine checks: lint, format and types (strict on domain/ and application/).
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Benchmarks (quick mode by default; BENCH_ARGS="--scale full" for the big run).
 bench: $(TEST_STAMP)

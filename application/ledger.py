@@ -125,7 +125,11 @@ class DecisionLedger(Application[UUID]):
         """Which of these would-be saves carry a token the ledger already accepted (one query
         for a whole group: redeliveries that another process answered first)."""
         tokens_of = [
-            {event.token for aggregate in aggregates for event in aggregate.pending_events}
+            {
+                cast(LedgerAggregate.Event, event).token
+                for aggregate in aggregates
+                for event in aggregate.pending_events
+            }
             for aggregates in groups
         ]
         accepted = self.index.token_receipts([token for tokens in tokens_of for token in tokens])
@@ -141,7 +145,7 @@ class DecisionLedger(Application[UUID]):
 
     def find(self, aggregate_id: UUID, kind: type[AggregateT]) -> AggregateT | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None

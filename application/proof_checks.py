@@ -29,9 +29,23 @@ class VerificationFailed(Exception):
     """A proof or the log does not hold. The message says why, in one line."""
 
 
-def require(condition: bool, reason: str) -> None:
+def require(condition: object, reason: str) -> None:
     if not condition:
         raise VerificationFailed(reason)
+
+
+def required_object(value: object, reason: str) -> dict[str, Any]:
+    """A JSON object, or VerificationFailed with the reason."""
+    if not isinstance(value, dict):
+        raise VerificationFailed(reason)
+    return value
+
+
+def required_items(value: object, reason: str) -> list[Any]:
+    """A non-empty JSON array, or VerificationFailed with the reason."""
+    if not isinstance(value, list) or not value:
+        raise VerificationFailed(reason)
+    return value
 
 
 # --- Offline: run proofs ------------------------------------------------------------------
@@ -42,8 +56,7 @@ def verify_run_proof(proof: dict[str, Any], public_key: str | None = None) -> No
     proof must be signed by that key; without it, by the key it names."""
     require(isinstance(proof, dict), "the run proof is not a JSON object")
     require(proof.get("format") == RUN_PROOF_FORMAT, f"unknown run proof format {proof.get('format')!r}")
-    signature = proof.get("signature")
-    require(isinstance(signature, dict), "the run proof carries no signature")
+    signature = required_object(proof.get("signature"), "the run proof carries no signature")
     require(signature.get("algorithm") == "ed25519", "the signature algorithm is not ed25519")
     embedded_key = str(signature.get("public_key", ""))
     if public_key is not None and public_key.strip().lower() != embedded_key.lower():
@@ -99,8 +112,7 @@ def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
         f"truncated or padded tree: the inclusion proof's tree size {inclusion.get('tree_size')} "
         f"is not the run proof's {tree_size}",
     )
-    leaves = inclusion.get("leaves")
-    require(isinstance(leaves, list) and leaves, "the inclusion proof has no leaves")
+    leaves = required_items(inclusion.get("leaves"), "the inclusion proof has no leaves")
     decision_id = inclusion.get("decision_id")
     seen_indexes: set[int] = set()
     for number, leaf in enumerate(leaves):
@@ -150,14 +162,14 @@ def verify_inclusion_proof(inclusion: dict[str, Any], public_key: str) -> None:
 
 def _verify_head(inclusion: dict[str, Any], run_proof: dict[str, Any]) -> None:
     """The decision's last version at the seal is a leaf of the signed heads tree."""
-    head = inclusion.get("head")
-    require(isinstance(head, dict), "the inclusion proof does not show the decision's head")
+    head = required_object(inclusion.get("head"), "the inclusion proof does not show the decision's head")
     version, index, path = head.get("version"), head.get("leaf_index"), head.get("audit_path")
     heads = run_proof["decision_heads"]
     require(
         isinstance(version, int) and version >= 1 and isinstance(index, int) and isinstance(path, list),
         "the decision's head is malformed",
     )
+    assert isinstance(version, int) and isinstance(index, int) and isinstance(path, list)  # checked above
     try:
         recomputed = root_from_inclusion_path(
             head_leaf_hash(str(inclusion.get("decision_id")), version), index, heads["tree_size"], path

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 ViewT = TypeVar("ViewT")
+BatchItemStatus = Literal["created", "replayed", "conflict", "invalid"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class HistoryEntry:
 class BatchItemResult:
     """One item's answer: where its decision is (created or replayed), or why not."""
 
-    status: str  # created | replayed | conflict | invalid
+    status: BatchItemStatus
     decision_id: str | None = None
     input_id: str | None = None
     version: int | None = None

@@ -102,7 +102,7 @@ class StoreVerifier:
             position = page[-1].id
 
     def committed_proofs(self) -> list[dict[str, Any]]:
-        proofs = []
+        proofs: list[dict[str, Any]] = []
         position = 0
         while True:
             page = self.recorder.select_notifications(

@@ -30,6 +30,27 @@ class ActionStatus(StrEnum):
 
 
 class Action(LedgerAggregate):
+    # --- Events (frozen; each records what its command decided) ---
+
+    class Requested(LedgerAggregate.Created, LedgerAggregate.Event):
+        action_key: str
+        decision_id: str
+        input_id: str
+        kind: str
+        target: str | None
+        params: dict[str, Any]
+
+    class Committed(LedgerAggregate.Event):
+        external_ref: str | None
+        result: dict[str, Any] | None
+
+    class Failed(LedgerAggregate.Event):
+        error: str
+        retryable: bool
+
+    class Waived(LedgerAggregate.Event):
+        reason: str
+
     @staticmethod
     def create_id(run_id: str, action_key: str) -> UUID:
         return action_uuid(run_id, action_key)
@@ -46,7 +67,7 @@ class Action(LedgerAggregate):
             params=command.params,
         )
 
-    @event("Requested")
+    @event(Requested)
     def __init__(
         self,
         run_id: str,
@@ -71,10 +92,10 @@ class Action(LedgerAggregate):
         self.status = ActionStatus.REQUESTED.value
         self.failures = 0
         self.retryable = True
-        self.last_error = None
-        self.external_ref = None
-        self.result = None
-        self.waive_reason = None
+        self.last_error: str | None = None
+        self.external_ref: str | None = None
+        self.result: dict[str, Any] | None = None
+        self.waive_reason: str | None = None
         self.creation_fingerprint = fingerprint
         self.receipts = {}
 
@@ -107,7 +128,7 @@ class Action(LedgerAggregate):
         )
         return None
 
-    @event("Committed")
+    @event(Committed)
     def _commit(
         self,
         run_id: str,
@@ -137,7 +158,7 @@ class Action(LedgerAggregate):
         )
         return None
 
-    @event("Failed")
+    @event(Failed)
     def _fail(
         self,
         run_id: str,
@@ -166,7 +187,7 @@ class Action(LedgerAggregate):
         self._waive(**self.attribution(command, self.run_id, attempt), reason=command.reason)
         return None
 
-    @event("Waived")
+    @event(Waived)
     def _waive(
         self, run_id: str, attempt: int, actor: str, token: str, fingerprint: str, reason: str
     ) -> None:

@@ -19,6 +19,24 @@ from domain.ledger_aggregate import LedgerAggregate
 
 
 class Decision(LedgerAggregate):
+    # --- Events (frozen; each records what its command decided) ---
+
+    class Recorded(LedgerAggregate.Created, LedgerAggregate.Event):
+        input_id: str
+        outcome: str
+        score: float | None
+        model: dict[str, str]
+        policy_version: str | None
+        reasons: list[str]
+        features_digest: str | None
+
+    class Corrected(LedgerAggregate.Event):
+        outcome: str
+        reason: str
+        score: float | None
+        reasons: list[str]
+        effective_at: datetime
+
     @staticmethod
     def create_id(run_id: str, input_id: str) -> UUID:
         return decision_uuid(run_id, input_id)
@@ -37,7 +55,7 @@ class Decision(LedgerAggregate):
             timestamp=now,
         )
 
-    @event("Recorded")
+    @event(Recorded)
     def __init__(
         self,
         run_id: str,
@@ -65,7 +83,7 @@ class Decision(LedgerAggregate):
         self.recorded_attempt = attempt
         self.creation_fingerprint = fingerprint
         self.receipts = {}
-        self.outcome_history = [
+        self.outcome_history: list[dict[str, Any]] = [
             {
                 "version": self.INITIAL_VERSION,
                 "kind": "recorded",
@@ -110,7 +128,7 @@ class Decision(LedgerAggregate):
         )
         return None
 
-    @event("Corrected")
+    @event(Corrected)
     def _correct(
         self,
         run_id: str,

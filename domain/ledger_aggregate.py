@@ -15,6 +15,9 @@ class LedgerAggregate(Aggregate):
     that token produced (`self.receipts`, set by each creation event). Receipts never
     expire, so a token is never executed twice."""
 
+    #: token -> [fingerprint, version] of every command this aggregate accepted.
+    receipts: dict[str, list[Any]]
+
     class Event(Aggregate.Event):
         """Every event says which run it belongs to, in which attempt, who issued it,
         and under which idempotency token."""

@@ -62,6 +62,37 @@ class Reconciliation:
 
 
 class Run(LedgerAggregate):
+    # --- Events (frozen; each records what its command decided) ---
+
+    class Opened(LedgerAggregate.Created, LedgerAggregate.Event):
+        lane: str
+        allow_empty: bool
+        metadata: dict[str, Any]
+
+    class BasisAdmitted(LedgerAggregate.Event):
+        input_ids: list[str]
+        batch_size: int
+        admitted_total: int
+        basis_digest: str
+
+    class Sealed(LedgerAggregate.Event):
+        pass
+
+    class Committed(LedgerAggregate.Event):
+        seal_position: int
+        summary: dict[str, Any]
+        basis_digest: str
+        proof: dict[str, Any] | None
+        proof_digest: str | None
+
+    class Rejected(LedgerAggregate.Event):
+        seal_position: int
+        summary: dict[str, Any]
+        reasons: list[dict[str, Any]]
+
+    class Reopened(LedgerAggregate.Event):
+        reason: str
+
     @staticmethod
     def create_id(run_id: str) -> UUID:
         return run_uuid(run_id)
@@ -77,7 +108,7 @@ class Run(LedgerAggregate):
             metadata=command.metadata,
         )
 
-    @event("Opened")
+    @event(Opened)
     def __init__(
         self,
         run_id: str,
@@ -98,9 +129,9 @@ class Run(LedgerAggregate):
         self.admitted_count = 0
         self.basis_digest = EMPTY_BASIS_DIGEST
         self.creation_fingerprint = fingerprint
-        self.seal_position = None
-        self.sealed_version = None
-        self.verdicts = []
+        self.seal_position: int | None = None
+        self.sealed_version: int | None = None
+        self.verdicts: list[dict[str, Any]] = []
         self.receipts = {}
 
     def replay_of_open(self, command: OpenRun) -> int:
@@ -137,7 +168,7 @@ class Run(LedgerAggregate):
         )
         return None
 
-    @event("BasisAdmitted")
+    @event(BasisAdmitted)
     def _admit(
         self,
         run_id: str,
@@ -163,7 +194,7 @@ class Run(LedgerAggregate):
         self._seal(**self.attribution(command, self.run_id, self.attempt))
         return None
 
-    @event("Sealed")
+    @event(Sealed)
     def _seal(self, run_id: str, attempt: int, actor: str, token: str, fingerprint: str) -> None:
         self.status = RunStatus.SEALED.value
         self.sealed_version = self.version + 1
@@ -212,7 +243,7 @@ class Run(LedgerAggregate):
             proof_digest=proof_digest,
         )
 
-    @event("Committed")
+    @event(Committed)
     def _commit(
         self,
         run_id: str,
@@ -252,7 +283,7 @@ class Run(LedgerAggregate):
             reasons=[reason.as_dict() for reason in reasons],
         )
 
-    @event("Rejected")
+    @event(Rejected)
     def _reject(
         self,
         run_id: str,
@@ -299,7 +330,7 @@ class Run(LedgerAggregate):
         self._reopen(**self.attribution(command, self.run_id, self.attempt + 1), reason=command.reason)
         return None
 
-    @event("Reopened")
+    @event(Reopened)
     def _reopen(
         self, run_id: str, attempt: int, actor: str, token: str, fingerprint: str, reason: str
     ) -> None:

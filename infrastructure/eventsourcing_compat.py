@@ -68,5 +68,5 @@ def subscription_has_buffered(subscription: Any) -> bool:
 
 def unretried_insert_events() -> Callable[..., Sequence[int] | None]:
     """The PostgreSQL recorder's insert_events without the library's own retry decorator."""
-    wrapped: Callable[..., Sequence[int] | None] = PostgresApplicationRecorder.insert_events.__wrapped__  # type: ignore[attr-defined]
+    wrapped: Callable[..., Sequence[int] | None] = PostgresApplicationRecorder.insert_events.__wrapped__
     return wrapped

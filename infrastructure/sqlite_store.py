@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -145,7 +145,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
                     fingerprint,
                     originator_id and originator_id.hex,
                     version,
-                    position_of.get((originator_id, version)),
+                    position_of.get((originator_id, version)) if originator_id and version else None,
                     response,
                 )
                 for token, fingerprint, originator_id, version, response in rows.tokens
@@ -155,13 +155,15 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
             return
         recorded_at = self._next_recorded_at(c)
         self._writing.recorded_at = datetime.fromisoformat(recorded_at)
-        run_ids = {(originator_id, version): run_id for originator_id, version, run_id in rows.events}
+        run_ids: dict[tuple[UUID | str, int], str] = {
+            (originator_id, version): run_id for originator_id, version, run_id in rows.events
+        }
         c.executemany(
             "INSERT INTO ledger_positions VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (
                     position,
-                    stored.originator_id.hex,
+                    cast(UUID, stored.originator_id).hex,
                     stored.originator_version,
                     run_ids[(stored.originator_id, stored.originator_version)],
                     stored.topic,

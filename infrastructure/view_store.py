@@ -226,10 +226,10 @@ class _PostgresRows:
         # Planned afresh each time: views grow from empty within a transaction (a rebuild,
         # a big catch-up page), and a generic plan prepared while a table was empty would
         # scan the whole table for every IN list.
-        self.cursor.execute(statement, params, prepare=False)  # type: ignore[arg-type]
+        self.cursor.execute(statement, params, prepare=False)
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.cursor.executemany(statement, rows)  # type: ignore[arg-type]
+        self.cursor.executemany(statement, rows)
 
     def fetchone(self) -> Any:
         return self.cursor.fetchone()

@@ -56,7 +56,7 @@ class AuditLogProjection(LedgerProjection):
         ).fetchone()
         self._previous_chain = row["chain_hash"] if row else GENESIS_CHAIN_HASH
         self._run_sequences = {}
-        self._records: list[tuple[Any, ...]] = []
+        self._records = []
 
     def end_batch(self, cursor: ViewCursor) -> None:
         cursor.executemany(

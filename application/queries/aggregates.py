@@ -69,6 +69,7 @@ class AggregateQueries:
         entries = []
         for domain_event in self.ledger.events.get(decision_id, lte=decision.version):
             state = dict(vars(domain_event))
+            state_timestamp = state.pop("timestamp")
             position = self.ledger.index.event_position(decision_id, domain_event.originator_version)
             if position is None:
                 raise errors.NothingKnownYet(
@@ -82,8 +83,8 @@ class AggregateQueries:
                     actor=state.pop("actor"),
                     attempt=state.pop("attempt"),
                     recorded_at=position.recorded_at,
-                    occurred_at=state.pop("timestamp"),
-                    effective_at=state.get("effective_at", domain_event.timestamp),
+                    occurred_at=state_timestamp,
+                    effective_at=state.get("effective_at", state_timestamp),
                     data={key: value for key, value in state.items() if key not in _HIDDEN_IN_HISTORY},
                 )
             )

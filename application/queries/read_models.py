@@ -4,6 +4,7 @@ audit log, current or as of any earlier position (an index lookup, not a replay)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from application.caching import BoundedLRU
@@ -135,10 +136,10 @@ class ReadModels:
         position = self._reading_position(as_of_position)
         tables = self.projections.live_tables("runs")
         if as_of_position is None:
-            where, params = ["valid_to IS NULL"], []
+            where, params = ["valid_to IS NULL"], list[Any]()
         else:
             where = ["valid_from <= ?", "(valid_to IS NULL OR valid_to > ?)"]
-            params = [position, position]
+            params = list[Any]([position, position])
         for column, value in (("status", status), ("lane", lane)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -249,7 +250,7 @@ class ReadModels:
     ) -> AuditPage:
         position = self._reading_position(as_of_position)
         tables = self.projections.live_tables("audit")
-        where, params = ["position > ?", "position <= ?"], [after, position]
+        where, params = ["position > ?", "position <= ?"], list[Any]([after, position])
         if run_id is not None:
             where.append("run_id = ?")
             params.append(run_id)
@@ -288,7 +289,7 @@ class ReadModels:
         )
         return AuditRecordView(**rows[0]) if rows else None
 
-    def audit_stream(self, after: int, up_to: int | None, page: int = 2000):
+    def audit_stream(self, after: int, up_to: int | None, page: int = 2000) -> Iterator[dict[str, Any]]:
         """Every audit record after a position, in order, a page at a time."""
         tables = self.projections.live_tables("audit")
         store = self.projections.live_store("audit")

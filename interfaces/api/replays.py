@@ -104,7 +104,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     """The request body; and whether the client went away before sending all of it."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

@@ -15,7 +15,7 @@ from domain import errors
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
 from domain.fields import INPUT_ID_PATTERN, require_utc_offset
 from interfaces.api.dependencies import CommandCall, Idempotency, OperatorCall, ReadCallDep, WriterCall
-from interfaces.api.problems import problem_for_error, problem_responses
+from interfaces.api.problems import Problem, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
 from interfaces.api.schemas import (
     BatchItemPublic,
@@ -102,7 +102,9 @@ def _record_batch(
             input_id=item.input_id,
             version=item.version,
             position=item.position,
-            problem=problem_for_error(item.error) if isinstance(item.error, errors.LedgerError) else None,
+            problem=Problem.model_validate(problem_for_error(item.error))
+            if isinstance(item.error, errors.LedgerError)
+            else None,
         )
         for index, item in enumerate(result.view.items)
     ]
