@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.domain import Aggregate
 
@@ -15,8 +15,9 @@ class LedgerAggregate(Aggregate):
     that token produced (`self.receipts`, set by each creation event). Receipts never
     expire, so a token is never executed twice."""
 
-    #: token -> [fingerprint, version] of every command this aggregate accepted.
-    receipts: dict[str, list[Any]]
+    if TYPE_CHECKING:  # set by each creation event; not a field of the created event
+        #: token -> [fingerprint, version] of every command this aggregate accepted.
+        receipts: dict[str, list[Any]]
 
     class Event(Aggregate.Event):
         """Every event says which run it belongs to, in which attempt, who issued it,
