@@ -101,6 +101,11 @@ class DecisionLedger(Application[UUID]):
         """Save the aggregates' new events, and remember answers to commands that
         produced no event of their own (a batch's token), in one transaction."""
         pending = [event for aggregate in aggregates for event in aggregate.pending_events]
+        if not pending:
+            # Nothing to append: the answers are remembered on their own (on every back end).
+            for answer in answers:
+                self.index.insert_token_response(answer.token, answer.fingerprint, answer.answer)
+            return []
         for domain_event in pending:
             if isinstance(domain_event, Run.Event):
                 self.open_runs.discard(domain_event.run_id)

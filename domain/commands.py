@@ -22,7 +22,7 @@ from domain.fields import (
     require_label,
     require_text,
     require_token,
-    require_utc_offset,
+    require_moment,
     validate_run_id,
 )
 from domain.limits import (
@@ -208,7 +208,7 @@ class CorrectDecision(Command):
         if self.reasons is not None:
             _validate_reason_codes(self.reasons)
         if self.effective_at is not None:
-            require_utc_offset(self.effective_at, "effective_at")
+            require_moment(self.effective_at, "effective_at")
 
     def payload(self) -> dict[str, Any]:
         return {

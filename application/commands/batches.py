@@ -22,7 +22,7 @@ from application.ledger import DecisionLedger
 from application.ports import TokenReceipt
 from application.results import BatchItemResult, BatchResult, CommandResult
 from domain import errors
-from domain.canonical import fingerprint
+from domain.canonical import sha256_hex
 from domain.commands import RecordDecision
 from domain.decision import Decision
 from domain.idempotency import require_same_request
@@ -31,8 +31,17 @@ Item = RecordDecision | errors.LedgerError
 
 
 def batch_fingerprint(run_id: str, decisions: Sequence[dict[str, Any]]) -> str:
-    """What a batch asks for: its run and its items exactly as sent."""
-    return fingerprint("record_decision_batch", {"run_id": run_id, "decisions": list(decisions)})
+    """What a batch asks for: its run and its items exactly as sent. Items are not yet
+    validated (a bad one is answered `invalid`), so this encoding takes any JSON value:
+    ASCII escapes for every string, and NaN or infinities spelt out."""
+    encoded = json.dumps(
+        {"command": "record_decision_batch", "payload": {"run_id": run_id, "decisions": list(decisions)}},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=True,
+    )
+    return sha256_hex(encoded.encode("ascii"))
 
 
 class DecisionBatches:

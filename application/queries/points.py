@@ -7,7 +7,7 @@ from datetime import datetime
 
 from application.ports import LedgerIndex
 from domain import errors
-from domain.fields import require_utc_offset
+from domain.fields import require_moment
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class PointInLog:
         if self.as_of is not None and self.as_of_position is not None:
             raise errors.InvalidQuery("give as_of or as_of_position, not both", field="as_of")
         if self.as_of is not None:
-            require_utc_offset(self.as_of, "as_of", error=errors.InvalidQuery)
+            require_moment(self.as_of, "as_of", error=errors.InvalidQuery)
 
     def position(self, index: LedgerIndex) -> int | None:
         """The position this point names in the log (None: now). NothingKnownYet when the

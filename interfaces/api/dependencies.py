@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -104,10 +105,27 @@ def _command_call(permission: str) -> Callable[..., Awaitable[CommandCall]]:
                 "idempotency-key-malformed",
                 "the Idempotency-Key must be 1 to 255 visible ASCII characters",
             )
-        scope = f"{principal.name}|{request.method} {request.url.path}"
+        scope = f"{principal.name}|{request.method} {canonical_path(request)}"
         return CommandCall(request.app.state.service, principal.name, Idempotency(idempotency_key, scope))
 
     return command_call
+
+
+def canonical_path(request: Request) -> str:
+    """The request's path with every UUID parameter in its canonical spelling, so one
+    resource has one idempotency scope however a client spells its ID."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return request.url.path
+    params = dict(request.path_params)
+    for param in dependant.path_params:
+        if param.field_info.annotation is UUID and param.name in params:
+            try:
+                params[param.name] = str(UUID(params[param.name]))
+            except ValueError:
+                pass  # the route's own validation answers 422
+    return str(route.path_format.format(**params))  # type: ignore[union-attr]
 
 
 #: A command any writer (or operator) may send, and one only operators may.

@@ -13,7 +13,7 @@ from application.commands.batches import batch_fingerprint
 from application.results import CommandResult
 from domain import errors
 from domain.commands import CorrectDecision, ModelRef, RecordDecision
-from domain.fields import INPUT_ID_PATTERN, require_utc_offset
+from domain.fields import INPUT_ID_PATTERN, require_moment
 from interfaces.api.dependencies import CommandCall, Idempotency, OperatorCall, ReadCallDep, WriterCall
 from interfaces.api.problems import Problem, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
@@ -182,7 +182,7 @@ def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:
     if moment is None:
         return None
     problem = errors.InvalidQuery if field == "valid_at" else errors.InvalidCommand
-    return require_utc_offset(moment, field, error=problem)
+    return require_moment(moment, field, error=problem)
 
 
 __all__ = ["problem_responses", "router"]
