@@ -12,7 +12,7 @@ from application.answers import Answers
 from application.closing import RunCloser
 from application.commands import Commands
 from application.ledger import DecisionLedger, LedgerTuning
-from application.projections.runtime import Difference, Projections, ProjectionStatus
+from application.projections.runtime import Difference, ProjectionFailure, Projections, ProjectionStatus
 from application.projections.worker import ProjectionWorker
 from application.proofs import SigningKey
 from application.queries.aggregates import AggregateQueries
@@ -29,6 +29,12 @@ Progress = Callable[[int], None]
 class Readiness:
     head_position: int
     projection_lag: dict[str, int]
+    #: Projections stopped on an event they cannot apply: the service is not ready.
+    failures: list[ProjectionFailure]
+
+    @property
+    def ready(self) -> bool:
+        return not self.failures
 
 
 @dataclass
@@ -116,8 +122,10 @@ class LedgerService:
     # --- Projections -------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
-        lags = {status.name: status.lag for status in self.projections.status()}
-        return Readiness(self.head_position(), lags)
+        statuses = self.projections.status()
+        lags = {status.name: status.lag for status in statuses}
+        failures = [status.failure for status in statuses if status.failure is not None]
+        return Readiness(self.head_position(), lags, failures)
 
     def projection_status(self) -> list[ProjectionStatus]:
         return self.projections.status()
@@ -133,10 +141,10 @@ class LedgerService:
     ) -> tuple[int, list[Difference]]:
         return self.projections.verify(name, on_progress=on_progress)
 
-    def start_projections(self) -> None:
+    def start_projections(self, on_failure: Callable[[ProjectionFailure], None] | None = None) -> None:
         """Follow the log in this process (the default for `serve`)."""
         if self.worker is None:
-            self.worker = ProjectionWorker(self.projections, self.library_env)
+            self.worker = ProjectionWorker(self.projections, self.library_env, on_failure=on_failure)
             self.worker.start()
 
     def follow_forever(self) -> None:

@@ -20,9 +20,9 @@ from domain.fields import (
     require_document,
     require_input_id,
     require_label,
+    require_moment,
     require_text,
     require_token,
-    require_moment,
     validate_run_id,
 )
 from domain.limits import (

@@ -108,6 +108,12 @@ class IdempotencyKeyReused(LedgerError):
 # --- Service health ----------------------------------------------------------
 
 
+class ProjectionFailed(LedgerError):
+    """A projection stopped on an event it cannot apply; it will not catch up by itself."""
+
+    slug = "projection-failed"
+
+
 class ProjectionsBehind(LedgerError):
     """The read models did not catch up within the allowed time."""
 

@@ -58,12 +58,27 @@ PROJECTION_KINDS: dict[str, ProjectionKind] = {
 
 
 @dataclass(frozen=True)
+class ProjectionFailure:
+    """A projection stopped on an event it could not apply: it stays at `position` (the
+    last one it committed) until the cause is fixed; reads and closes say why."""
+
+    name: str
+    position: int
+    error: str
+    failures: int
+
+    def describe(self) -> str:
+        return f"projection {self.name!r} is stopped at position {self.position}: {self.error}"
+
+
+@dataclass(frozen=True)
 class ProjectionStatus:
     name: str
     generation: int | None
     position: int
     head: int
     lag: int
+    failure: ProjectionFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,8 @@ class Projections:
         self._stores: dict[tuple[str, int], ViewStore] = {}
         self._live: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
+        #: The projections that stopped on an event they could not apply, by name.
+        self.failures: dict[str, ProjectionFailure] = {}
 
     @property
     def names(self) -> list[str]:
@@ -183,12 +200,35 @@ class Projections:
         for name in self.names:
             live, _ = self._registry(name).generations()
             position = self.store(name, live).position() if live else 0
-            statuses.append(
-                ProjectionStatus(name, live, position, head, self.app.index.count_after(position))
-            )
+            lag = self.app.index.count_after(position)
+            statuses.append(ProjectionStatus(name, live, position, head, lag, self.failures.get(name)))
         return statuses
 
     # --- Blue/green rebuild and verification -----------------------------------------------
+
+    def record_failure(self, name: str, error: BaseException) -> ProjectionFailure:
+        previous = self.failures.get(name)
+        failure = ProjectionFailure(
+            name,
+            self.live_store(name).position(),
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": "),
+            (previous.failures if previous else 0) + 1,
+        )
+        self.failures[name] = failure
+        return failure
+
+    def clear_failure_if_moved_on(self, name: str) -> None:
+        """A projection that got past the position it failed at is healthy again."""
+        failure = self.failures.get(name)
+        if failure is not None and self.live_store(name).position() > failure.position:
+            del self.failures[name]
+
+    def failure_blocking(self, position: int) -> ProjectionFailure | None:
+        """A failure that keeps some projection from reaching `position`, if any."""
+        for failure in self.failures.values():
+            if failure.position < position:
+                return failure
+        return None
 
     def rebuild(self, name: str, *, on_progress: Progress | None = None, grace: float = 2.0) -> int:
         """Build a fresh generation from position 0, swap it in, drop the old one."""

@@ -44,7 +44,13 @@ class ReadModels:
         if position is None or position <= 0:
             return
         target = min(position, self.index.head_position())
+        failure = self.projections.failure_blocking(target)
+        if failure is not None:
+            raise errors.ProjectionFailed(failure.describe())
         if not self.projections.wait_for(target, self.wait_timeout if timeout is None else timeout):
+            failure = self.projections.failure_blocking(target)
+            if failure is not None:
+                raise errors.ProjectionFailed(failure.describe())
             raise errors.ProjectionsBehind(
                 f"the read models have not reached position {target} yet; retry shortly"
             )

@@ -41,7 +41,9 @@ def create_app(
             lambda recordings: metrics.events_appended.inc(len(recordings))
         )
         if settings.run_projections:
-            ledger_service.start_projections()
+            ledger_service.start_projections(
+                on_failure=lambda failure: metrics.projection_failures.labels(failure.name).inc()
+            )
         app.state.service = ledger_service
         try:
             yield

@@ -42,6 +42,12 @@ class ApiMetrics:
             "Domain events appended to the ledger",
             registry=self.registry,
         )
+        self.projection_failures = Counter(
+            "decision_ledger_projection_failures_total",
+            "Times a projection stopped on an event it could not apply",
+            ["projection"],
+            registry=self.registry,
+        )
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Plain ASGI middleware: counts and times every HTTP request without the cost of

@@ -24,6 +24,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.LedgerError], int], ...] = (
     (errors.IdempotencyKeyReused, 422),
     (errors.InvalidCommand, 422),
     (errors.ProjectionsBehind, 503),
+    (errors.ProjectionFailed, 503),
 )
 
 #: Titles of the problem types the HTTP layer raises itself.
@@ -111,7 +112,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         body["instance"] = request.url.path
         if isinstance(error, (errors.Conflict, errors.IdempotencyKeyReused)):
             request.app.state.metrics.conflicts.labels(body["type"], str(body["status"])).inc()
-        headers = {"Retry-After": "1"} if isinstance(error, errors.ProjectionsBehind) else None
+        headers = None
+        if isinstance(error, errors.ProjectionsBehind):
+            headers = {"Retry-After": "1"}
+        elif isinstance(error, errors.ProjectionFailed):
+            headers = {"Retry-After": "30"}
         return problem_response(body, headers)
 
     @app.exception_handler(HttpProblem)

@@ -30,7 +30,7 @@ def projections_run(database_url: DatabaseUrl = None) -> None:
 def projections_status(database_url: DatabaseUrl = None) -> None:
     """Each view's generation, position and lag behind the log head."""
     with service_for(load_settings(database_url)) as service:
-        table = Table("projection", "generation", "position", "head", "lag (events)")
+        table = Table("projection", "generation", "position", "head", "lag (events)", "last error")
         for status in service.projection_status():
             table.add_row(
                 status.name,
@@ -38,6 +38,7 @@ def projections_status(database_url: DatabaseUrl = None) -> None:
                 str(status.position),
                 str(status.head),
                 str(status.lag),
+                status.failure.error if status.failure else "-",
             )
         out.print(table)
 

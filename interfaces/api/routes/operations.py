@@ -25,6 +25,18 @@ def liveness() -> Any:
 def readiness(service: ServiceDep) -> Any:
     try:
         readiness = service.readiness()
+        if not readiness.ready:
+            failures = [
+                # The error's kind only: its text may quote data (`projections status` shows it).
+                {
+                    "projection": failure.name,
+                    "position": failure.position,
+                    "error": failure.error.split(":")[0],
+                }
+                for failure in readiness.failures
+            ]
+            body = HealthPublic(status="unavailable", detail={"failed_projections": failures})
+            return JSONResponse(body.model_dump(), status_code=503)
     except Exception as error:  # readiness reports any database failure, never raises
         body = HealthPublic(status="unavailable", detail={"error": str(error).splitlines()[0]})
         return JSONResponse(body.model_dump(), status_code=503)
