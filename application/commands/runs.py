@@ -56,25 +56,22 @@ class RunCommands:
         return self.execution.execute(command, attempt)
 
     def reopen(self, command: ReopenRun) -> CommandResult[RunView]:
-        def attempt(first: bool) -> CommandResult[RunView]:
-            if not first and (receipt := self.execution.receipt(command)):
-                return self.execution.replayed(receipt, Run, self.answers.run)
-            run = self.ledger.load_run(command.run_id)
-            replayed = run.reopen(command)
-            if replayed is not None:
-                return self.execution.answered_at(run.id, Run, replayed, self.answers.run)
-            return self.execution.saved(run, self.answers.run)
-
-        return self.execution.execute(command, attempt)
+        return self._transition(command, lambda run: run.reopen(command))
 
     def seal(self, command: CloseRun) -> CommandResult[RunView]:
         """The first half of a close: after this, nothing more lands in this attempt."""
+        return self._transition(command, lambda run: run.seal(command))
+
+    def _transition(
+        self, command: ReopenRun | CloseRun, decide: Callable[[Run], int | None]
+    ) -> CommandResult[RunView]:
+        """Load the run, let it decide (a replayed version, or new events), save."""
 
         def attempt(first: bool) -> CommandResult[RunView]:
             if not first and (receipt := self.execution.receipt(command)):
                 return self.execution.replayed(receipt, Run, self.answers.run)
             run = self.ledger.load_run(command.run_id)
-            replayed = run.seal(command)
+            replayed = decide(run)
             if replayed is not None:
                 return self.execution.answered_at(run.id, Run, replayed, self.answers.run)
             return self.execution.saved(run, self.answers.run)
