@@ -32,8 +32,12 @@ _LABEL = re.compile(LABEL_PATTERN)
 _INPUT_ID = re.compile(INPUT_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: C0 controls other than tab and newline, DEL, and lone surrogates (not encodable as UTF-8).
-_UNSAFE_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+#: C0 controls other than tab and newline, and DEL: no text the ledger keeps holds them.
+_UNSAFE_CONTROLS = r"\x00-\x08\x0b-\x1f\x7f"
+#: Free text as the API documents it: at least one character that is not blank, and none
+#: of the unsafe controls (lone surrogates cannot travel in UTF-8 JSON at all).
+TEXT_PATTERN = rf"^[^{_UNSAFE_CONTROLS}]*[^\s{_UNSAFE_CONTROLS}\x85\ufeff][^{_UNSAFE_CONTROLS}]*$"
+_UNSAFE_IN_TEXT = re.compile(rf"[{_UNSAFE_CONTROLS}\ud800-\udfff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 

@@ -33,7 +33,13 @@ def post_raw(api: TestClient, path: str, body: str, key: str) -> httpx.Response:
 
 
 def assert_refused(response: httpx.Response, field: str) -> dict[str, Any]:
-    problem = assert_problem(response, 422, "invalid-command")
+    """A 422 naming the field: from the schema where JSON Schema can say the rule, else the ledger's."""
+    slug = (
+        "validation-error"
+        if response.json().get("type") == "/problems/validation-error"
+        else "invalid-command"
+    )
+    problem = assert_problem(response, 422, slug)
     assert any(path.endswith(field) for path in field_paths(problem)), problem
     return problem
 

@@ -36,11 +36,12 @@ MILLISECOND = timedelta(milliseconds=1)
 
 
 class SteppedClock:
-    """The time the ledger gives its aggregates here: real time, plus whatever the test
-    moved it on by (so a test waits for nothing)."""
+    """The time the ledger gives its aggregates here: an hour behind real time (so what a
+    decision says it applied from is never after the store learnt it), plus whatever the
+    test moved it on by (so a test waits for nothing)."""
 
     def __init__(self) -> None:
-        self.ahead = timedelta(0)
+        self.ahead = -timedelta(hours=1)
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.ahead

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from domain.fields import INPUT_ID_PATTERN, LABEL_PATTERN, RUN_ID_PATTERN
+from domain.fields import INPUT_ID_PATTERN, LABEL_PATTERN, RUN_ID_PATTERN, TEXT_PATTERN
 from domain.limits import (
     MAX_BASIS_BATCH,
     MAX_DECISION_BATCH,
@@ -23,9 +23,8 @@ RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, max_length=128, examples=["
 InputId = Annotated[str, Field(pattern=INPUT_ID_PATTERN, max_length=256, examples=["txn-000123"])]
 Label = Annotated[str, Field(pattern=LABEL_PATTERN, max_length=64)]
 #: At least one character that no regex dialect, nor Python's str.strip, calls blank.
-NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK)]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=TEXT_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=TEXT_PATTERN)]
 #: Strict: pydantic would otherwise take false as 0.0 and "0.5" as 0.5; the document says number.
 Score = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Flag = Annotated[bool, Field(strict=True)]
