@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domain.identity import action_uuid, decision_uuid
-from tests.api_helpers import (
+from tests.support.api import (
     RUN_ID,
     admit,
     assert_problem,

@@ -6,7 +6,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from tests.api_helpers import RUN_ID, decision_body, keyed, open_run
+from tests.support.api import RUN_ID, decision_body, keyed, open_run
 
 
 def metric(api: TestClient, name: str, **labels: str) -> float:

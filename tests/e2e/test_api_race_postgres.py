@@ -25,8 +25,8 @@ from psycopg import sql
 from application.ledger import DecisionLedger
 from domain.identity import decision_uuid
 from infrastructure.database import parse_database_url
-from tests.api_helpers import CONSOLE_SCRIPT, RUN_ID, decision_body, free_port, keyed
-from tests.conftest import PostgresSchema
+from tests.support.api import CONSOLE_SCRIPT, RUN_ID, decision_body, free_port, keyed
+from tests.support.databases import PostgresSchema
 
 pytestmark = pytest.mark.postgres
 

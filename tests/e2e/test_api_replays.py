@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.api.replays import ReplayedAnswers
-from tests.api_helpers import (
+from tests.support.api import (
     OPERATOR_KEY,
     RUN_ID,
     SECOND_WRITER_KEY,

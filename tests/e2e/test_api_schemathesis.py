@@ -44,7 +44,7 @@ from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.bootstrap import build_service
-from tests.api_helpers import RUN_ID, admit, close_run, keyed, open_run, record_decision, request_action
+from tests.support.api import RUN_ID, admit, close_run, keyed, open_run, record_decision, request_action
 
 COMMITTED_RUN_ID = "fraud-2026-11-26"
 #: Generated cases per operation and phase; the whole file stays well under 90 s.

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from infrastructure.settings import ConfigurationError
 from interfaces.api.security import refuse_open_mode_off_loopback
-from tests.api_helpers import (
+from tests.support.api import (
     AUDITOR_KEY,
     OPERATOR_KEY,
     RUN_ID,

@@ -26,7 +26,7 @@ from application.ledger import DecisionLedger
 from domain.commands import AdmitInputs, CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
 from tests.ledger_commands import commands_of
-from tests.test_closing_api import Operator
+from tests.support.operator import Operator
 
 RUN_ID = "fraud-race"
 SCORERS = 8

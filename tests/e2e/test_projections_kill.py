@@ -27,7 +27,7 @@ from application.projections.runtime import Projections
 from application.queries.read_models import ReadModels
 from domain.commands import ModelRef, OpenRun, RecordDecision
 from tests.ledger_commands import commands_of
-from tests.test_projections_verify import write_history
+from tests.support.history import write_history
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.test_closing_api import Operator
+from tests.support.operator import Operator
 
 
 def read(api: TestClient, path: str, min_position: int, **params: Any) -> dict[str, Any]:

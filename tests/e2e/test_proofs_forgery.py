@@ -28,7 +28,7 @@ from infrastructure.settings import Settings
 from infrastructure.signing import Signer
 from interfaces.api.app import create_app
 from interfaces.bootstrap import build_service
-from tests.test_proofs_api import LedgerApi, commit_clean_run, decision_ledger, write_json
+from tests.support.proofs import LedgerApi, commit_clean_run, decision_ledger, write_json
 
 RUN_ID = "forgery-2024-06-01"
 OTHER_RUN_ID = "forgery-2024-06-02"

@@ -19,7 +19,7 @@ from infrastructure.answer_stores import SharedAnswers
 from infrastructure.settings import Settings
 from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
-from tests.api_helpers import serve_refused
+from tests.support.api import serve_refused
 
 
 @pytest.fixture

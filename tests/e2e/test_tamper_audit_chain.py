@@ -32,8 +32,8 @@ from infrastructure.database import parse_database_url
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.bootstrap import build_service
-from tests.conftest import PostgresSchema
-from tests.test_proofs_api import CliResult, LedgerApi, decision_ledger
+from tests.support.databases import PostgresSchema
+from tests.support.proofs import CliResult, LedgerApi, decision_ledger
 
 COMMITTED_RUN = "tamper-committed"
 OPEN_RUN = "tamper-open"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_time_travel_narrative import RUN_ID, Story, moment, shared_client, tell_the_story
+from tests.support.story import RUN_ID, Story, moment, shared_client, tell_the_story
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("decision-ledger")
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_time_travel_narrative import (
+from tests.support.story import (
     AS_OF_HEADER,
     BACKENDS,
     PROBLEM_MEDIA_TYPE,

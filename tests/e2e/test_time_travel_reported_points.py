@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_time_travel_narrative import AS_OF_HEADER, MODEL, write
-from tests.test_time_travel_properties import catch_up_views
+from tests.support.story import AS_OF_HEADER, MODEL, write
+from tests.support.views import catch_up_views
 
 RUN_ID = "points-1"
 

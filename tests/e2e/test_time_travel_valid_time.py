@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
-from tests.test_time_travel_narrative import (
+from tests.support.story import (
     AS_OF_HEADER,
     MODEL,
     Step,

@@ -141,7 +141,7 @@ def test_an_answer_kept_by_one_process_is_found_by_another(tmp_path: Path) -> No
         store.close()
         """
     )
-    subprocess.run([sys.executable, "-c", child], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", child], check=True, cwd=Path(__file__).parents[2])
 
     store = SharedAnswers(directory, max_bytes=64 * 1024, database=DATABASE)
     try:

@@ -57,6 +57,7 @@ from domain.run import Run
 from infrastructure.database import parse_database_url
 from infrastructure.signing import Signer
 from tests.ledger_commands import commands_of
+from tests.support.views import catch_up_views
 
 RUN_IDS = ("run-a", "run-b")
 INPUT_IDS = tuple(f"input-{number}" for number in range(5))
@@ -90,14 +91,6 @@ def fresh_sqlite_service() -> Iterator[LedgerService]:
             yield service
         finally:
             service.close()
-
-
-def catch_up_views(service: LedgerService) -> None:
-    """Apply every stored event to the live generation of each projection."""
-    projections = service.projections
-    for name in projections.names:
-        projection = projections.kind(name).build(projections.live_store(name), service.ledger)
-        projections.catch_up(projection)
 
 
 def close_run(service: LedgerService, command: CloseRun) -> None:
