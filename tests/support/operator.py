@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from application.proofs import proof_digest
 from application.proof_checks import verify_run_proof
+from application.proofs import proof_digest
 from application.store_verification import StoreVerifier
 
 MODEL = {"name": "gbm", "version": "7"}

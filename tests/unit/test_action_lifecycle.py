@@ -2,23 +2,18 @@
 
     requested -> committed | failed;  failed -> committed (retry) | failed | waived
 
-The domain tests drive the Action aggregate directly, with no database. The last
-tests go through the DecisionLedger application on both back ends.
+The domain tests drive the Action aggregate directly, with no database. The same commands
+through the application: tests/integration/test_action_commands.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from application.ledger import DecisionLedger
 from domain.action import Action, ActionStatus
 from domain.commands import (
     CommitAction,
     FailAction,
-    ModelRef,
-    OpenRun,
-    RecordDecision,
-    RequestAction,
     WaiveAction,
 )
 from domain.errors import (
@@ -28,25 +23,8 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidCommand,
 )
-from domain.identity import action_uuid, decision_uuid
-from tests.ledger_commands import commands_of
-
-RUN_ID = "credit-2024-06-01"
-DECISION_ID = decision_uuid(RUN_ID, "applicant-17")
-
-
-def request_command(token: str = "request-1", **changes: object) -> RequestAction:
-    fields: dict[str, object] = {
-        "actor": "dispatcher",
-        "run_id": RUN_ID,
-        "action_key": "send-offer-17",
-        "decision_id": DECISION_ID,
-        "kind": "send_letter",
-        "target": "applicant-17@example.org",
-        "params": {"template": "offer"},
-    }
-    fields.update(changes)
-    return RequestAction(token=token, **fields)  # type: ignore[arg-type]
+from domain.identity import action_uuid
+from tests.support.commands import DECISION_ID, RUN_ID, request_command
 
 
 def requested_action() -> Action:
@@ -247,41 +225,3 @@ def test_an_action_that_has_not_failed_cannot_be_waived() -> None:
     with pytest.raises(ActionTransitionRefused):
         waive(action)
     assert action.status == ActionStatus.REQUESTED
-
-
-# --- Through the application, on both back ends ----------------------------------------------
-
-
-def test_redelivered_action_commands_answer_the_first_results_and_write_nothing(
-    ledger: DecisionLedger,
-) -> None:
-    # A run with one decision, for which the dispatcher requests a letter.
-    commands_of(ledger).runs.open(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
-    commands_of(ledger).decisions.record(
-        RecordDecision(
-            token="record-1",
-            actor="scorer",
-            run_id=RUN_ID,
-            input_id="applicant-17",
-            outcome="approve",
-            model=ModelRef("scorecard", "7.1"),
-        )
-    )
-    requested = commands_of(ledger).actions.request(request_command())
-    commit_command = CommitAction(
-        token="commit-1", actor="mailer", action_id=action_uuid(RUN_ID, "send-offer-17")
-    )
-    committed = commands_of(ledger).actions.commit(commit_command)
-    head_after_commit = ledger.recorder.max_notification_id()
-
-    # Both commands are delivered again.
-    requested_again = commands_of(ledger).actions.request(request_command())
-    committed_again = commands_of(ledger).actions.commit(commit_command)
-
-    # Each answer is the first one, marked as a replay, and the log did not grow.
-    assert (requested.replayed, committed.replayed) == (False, False)
-    assert (requested_again.replayed, committed_again.replayed) == (True, True)
-    assert requested_again.view == requested.view
-    assert committed_again.view == committed.view
-    assert committed_again.view.status == "committed"
-    assert ledger.recorder.max_notification_id() == head_after_commit == 4

@@ -1,8 +1,8 @@
 """The life of a decision: recorded once per (run, input), then corrected only by new
 events that keep its history in two times, knowledge time and valid time.
 
-The domain tests drive the Decision aggregate directly, with no database. The last
-tests go through the DecisionLedger application on both back ends.
+The domain tests drive the Decision aggregate directly, with no database. The same commands
+through the application: tests/integration/test_decision_commands.py.
 """
 
 from __future__ import annotations
@@ -12,52 +12,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from application.answers import Answers
-from application.ledger import DecisionLedger
-from application.queries.aggregates import AggregateQueries
 from domain.clock import system_clock
-from domain.commands import CloseRun, CorrectDecision, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
 from domain.errors import (
     DecisionAlreadyRecorded,
-    DecisionNotFound,
     IdempotencyKeyReused,
     InvalidCommand,
-    RunNotFound,
-    RunNotOpen,
 )
-from domain.identity import decision_uuid, run_uuid
-from domain.run import Run
-from tests.ledger_commands import commands_of
+from domain.identity import decision_uuid
+from tests.support.commands import RUN_ID, correct_command, record_command
 
-RUN_ID = "credit-2024-06-01"
-MODEL = ModelRef("scorecard", "7.1")
 ONE_MICROSECOND = timedelta(microseconds=1)
-
-
-def record_command(token: str = "record-1", **changes: object) -> RecordDecision:
-    fields: dict[str, object] = {
-        "actor": "scorer",
-        "run_id": RUN_ID,
-        "input_id": "applicant-17",
-        "outcome": "approve",
-        "model": MODEL,
-        "score": 0.82,
-        "reasons": ("income_ok",),
-    }
-    fields.update(changes)
-    return RecordDecision(token=token, **fields)  # type: ignore[arg-type]
-
-
-def correct_command(decision: Decision, token: str = "correct-1", **changes: object) -> CorrectDecision:
-    fields: dict[str, object] = {
-        "actor": "reviewer",
-        "decision_id": decision.id,
-        "outcome": "decline",
-        "reason": "the income proof was forged",
-    }
-    fields.update(changes)
-    return CorrectDecision(token=token, **fields)  # type: ignore[arg-type]
 
 
 def saved_decision(**changes: object) -> Decision:
@@ -298,93 +263,3 @@ def test_a_correction_back_dated_before_the_original_supersedes_it_from_then_on(
 
     # The later knowledge should hold now: the decline, not the approval.
     assert decision.outcome == "decline"
-
-
-# --- Through the application, on both back ends --------------------------------------------
-
-
-def open_run(ledger: DecisionLedger) -> None:
-    commands_of(ledger).runs.open(OpenRun(token="open-1", actor="scheduler", run_id=RUN_ID, lane="credit"))
-
-
-def test_a_redelivered_decision_answers_the_first_result_and_writes_nothing(
-    ledger: DecisionLedger,
-) -> None:
-    # The scorer records a decision in an open run.
-    open_run(ledger)
-    first = commands_of(ledger).decisions.record(record_command())
-    head_after_record = ledger.index.head_position()
-
-    # Its client times out and sends the same command again.
-    again = commands_of(ledger).decisions.record(record_command())
-
-    # The answer is the first one, marked as a replay; no event was added.
-    assert (first.replayed, again.replayed) == (False, True)
-    assert again.view == first.view
-    assert (again.version, again.position) == (first.version, first.position)
-    assert ledger.index.head_position() == head_after_record
-    assert ledger.recorder.max_notification_id() == head_after_record == 2
-
-
-def test_a_record_token_reused_for_another_input_is_refused_and_writes_nothing(
-    ledger: DecisionLedger,
-) -> None:
-    # A decision was recorded under token record-1.
-    open_run(ledger)
-    commands_of(ledger).decisions.record(record_command(token="record-1"))
-    head_before = ledger.recorder.max_notification_id()
-
-    # The same token comes back for another applicant.
-    with pytest.raises(IdempotencyKeyReused):
-        commands_of(ledger).decisions.record(record_command(token="record-1", input_id="applicant-18"))
-
-    # Nothing was written: no event, and no decision for that applicant.
-    assert ledger.recorder.max_notification_id() == head_before
-    with pytest.raises(DecisionNotFound):
-        AggregateQueries(ledger, Answers(ledger)).decision_for_input(RUN_ID, "applicant-18")
-
-
-def test_a_sealed_run_refuses_new_decisions(ledger: DecisionLedger) -> None:
-    # The run is opened, then sealed directly on the aggregate (there is no close yet).
-    open_run(ledger)
-    run = ledger.repository.get(run_uuid(RUN_ID))
-    assert isinstance(run, Run)
-    run.seal(CloseRun(token="close-1", actor="scheduler", run_id=RUN_ID))
-    ledger.save(run)
-    head_after_seal = ledger.index.head_position()
-
-    # A late decision is refused, and nothing is written.
-    with pytest.raises(RunNotOpen):
-        commands_of(ledger).decisions.record(record_command())
-    assert ledger.index.head_position() == head_after_seal
-
-
-def test_a_decision_for_an_unknown_run_is_refused(ledger: DecisionLedger) -> None:
-    with pytest.raises(RunNotFound):
-        commands_of(ledger).decisions.record(record_command())
-    assert ledger.index.head_position() == 0
-
-
-def test_a_corrected_decision_shows_both_events_in_its_history(ledger: DecisionLedger) -> None:
-    # A decision is recorded, then corrected through the application.
-    open_run(ledger)
-    recorded = commands_of(ledger).decisions.record(record_command())
-    decision_id = decision_uuid(RUN_ID, "applicant-17")
-    correction = CorrectDecision(
-        token="correct-1", actor="reviewer", decision_id=decision_id, outcome="decline", reason="fraud"
-    )
-    corrected = commands_of(ledger).decisions.correct(correction)
-
-    # The current view shows the decline at version 2 ...
-    assert (corrected.view.outcome, corrected.version, corrected.replayed) == ("decline", 2, False)
-
-    # ... the history shows both events, and the past position still sees the approval.
-    history = AggregateQueries(ledger, Answers(ledger)).decision_history(decision_id)
-    assert [(entry.event_type, entry.actor) for entry in history] == [
-        ("Recorded", "scorer"),
-        ("Corrected", "reviewer"),
-    ]
-    as_recorded = AggregateQueries(ledger, Answers(ledger)).decision(
-        decision_id, as_of_position=recorded.position
-    )
-    assert as_recorded.outcome == "approve"

@@ -1,17 +1,16 @@
 """The life of a run: open, admit its basis, seal, then commit or reject on the
 evidence of a reconciliation, and reopen after a rejection.
 
-The domain tests drive the Run aggregate directly, with no database. The last tests
-go through the DecisionLedger application on both back ends.
+The domain tests drive the Run aggregate directly, with no database. The same commands
+through the application: tests/integration/test_run_commands.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from application.ledger import DecisionLedger
 from domain.basis import EMPTY_BASIS_DIGEST, basis_digest
-from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
+from domain.commands import ReopenRun
 from domain.errors import (
     IdempotencyKeyReused,
     InvalidCommand,
@@ -23,23 +22,7 @@ from domain.errors import (
 from domain.identity import run_uuid
 from domain.limits import MAX_BASIS_BATCH
 from domain.run import Reconciliation, RejectionReason, Run, RunStatus, verdict_token
-from tests.ledger_commands import commands_of
-
-RUN_ID = "credit-2024-06-01"
-
-
-def open_command(token: str = "open-1", **changes: object) -> OpenRun:
-    fields: dict[str, object] = {"run_id": RUN_ID, "lane": "credit", "actor": "scheduler"}
-    fields.update(changes)
-    return OpenRun(token=token, **fields)  # type: ignore[arg-type]
-
-
-def admit_command(token: str, *input_ids: str) -> AdmitInputs:
-    return AdmitInputs(token=token, actor="loader", run_id=RUN_ID, input_ids=input_ids)
-
-
-def close_command(token: str = "close-1") -> CloseRun:
-    return CloseRun(token=token, actor="scheduler", run_id=RUN_ID)
+from tests.support.commands import RUN_ID, admit_command, close_command, open_command
 
 
 def pending_event_names(aggregate: Run) -> list[str]:
@@ -418,59 +401,3 @@ def test_only_a_rejected_run_can_be_reopened(verdict: str) -> None:
     with pytest.raises(RunNotRejected):
         run.reopen(ReopenRun(token="reopen-1", actor="operator", run_id=RUN_ID, reason="x"))
     assert (run.status, run.attempt) == (verdict, 1)
-
-
-# --- Through the application, on both back ends --------------------------------------
-
-
-def test_reopening_an_open_run_is_refused(ledger: DecisionLedger) -> None:
-    commands_of(ledger).runs.open(open_command())
-
-    with pytest.raises(RunNotRejected):
-        commands_of(ledger).runs.reopen(ReopenRun(token="reopen-1", actor="ops", run_id=RUN_ID, reason="x"))
-
-
-def test_a_redelivered_open_answers_the_first_result_and_writes_nothing(
-    ledger: DecisionLedger,
-) -> None:
-    # The scheduler opens the run.
-    first = commands_of(ledger).runs.open(open_command(token="open-1"))
-    head_after_open = ledger.index.head_position()
-
-    # Its retry, under the same token, and a twin under a new token, both replay.
-    retried = commands_of(ledger).runs.open(open_command(token="open-1"))
-    twin = commands_of(ledger).runs.open(open_command(token="open-2"))
-
-    # Every answer is the first one, and the log did not grow.
-    assert first.replayed is False
-    assert (retried.replayed, twin.replayed) == (True, True)
-    assert retried.view == twin.view == first.view
-    assert ledger.index.head_position() == head_after_open == 1
-    assert ledger.recorder.max_notification_id() == 1
-
-
-def test_the_open_token_reused_for_another_run_writes_nothing(ledger: DecisionLedger) -> None:
-    # The run is opened under token open-1.
-    commands_of(ledger).runs.open(open_command(token="open-1"))
-
-    # The same token arrives for a different run.
-    with pytest.raises(IdempotencyKeyReused):
-        commands_of(ledger).runs.open(open_command(token="open-1", run_id="another-run"))
-
-    # Nothing was written for it.
-    assert ledger.recorder.max_notification_id() == 1
-    assert list(ledger.events.get(run_uuid("another-run"))) == []
-
-
-def test_every_run_event_says_which_run_and_who(ledger: DecisionLedger) -> None:
-    # The scheduler opens the run and the loader admits a batch.
-    commands_of(ledger).runs.open(open_command())
-    commands_of(ledger).runs.admit(admit_command("admit-1", "a", "b"))
-
-    # The stored events, read back, carry the run ID and the actor.
-    stored = list(ledger.events.get(run_uuid(RUN_ID)))
-    assert [type(e).__name__ for e in stored] == ["Opened", "BasisAdmitted"]
-    assert [(e.run_id, e.actor, e.attempt) for e in stored] == [
-        (RUN_ID, "scheduler", 1),
-        (RUN_ID, "loader", 1),
-    ]
