@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +26,7 @@ from domain.identity import decision_uuid
 from infrastructure.database import parse_database_url
 from tests.support.api import CONSOLE_SCRIPT, RUN_ID, decision_body, free_port, keyed
 from tests.support.databases import PostgresSchema
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -66,19 +66,18 @@ def start_server(
 
 
 def wait_until_live(server: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
+    def live() -> bool:
         if server.poll() is not None:
             raise AssertionError(
                 f"the server at {base_url} exited with {server.returncode}:\n{log.read_text()}"
             )
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the server at {base_url} was not live after {STARTUP_TIMEOUT} s")
+            return False
+
+    if not wait_until(live, STARTUP_TIMEOUT, interval=0.1):
+        raise AssertionError(f"the server at {base_url} was not live after {STARTUP_TIMEOUT} s")
 
 
 @pytest.fixture

@@ -263,14 +263,22 @@ def served_document() -> dict[str, Any]:
 
 
 def test_the_document_says_as_of_excludes_as_of_position() -> None:
-    for operations in served_document()["paths"].values():
-        for operation in operations.values():
+    # Every operation that reads as of a point takes both ways of naming it ...
+    time_travel: dict[str, dict[str, Any]] = {}
+    for path, operations in served_document()["paths"].items():
+        for method, operation in operations.items():
             parameters = {parameter["name"]: parameter for parameter in operation.get("parameters", [])}
-            if {"as_of", "as_of_position"} <= parameters.keys():
-                descriptions = parameters["as_of"].get("description", "") + parameters["as_of_position"].get(
-                    "description", ""
-                )
-                assert "not both" in descriptions or "exclusive" in descriptions
+            if {"as_of", "as_of_position"} & parameters.keys():
+                assert {"as_of", "as_of_position"} <= parameters.keys(), (method, path)
+                time_travel[f"{method} {path}"] = parameters
+    # ... the time-travel reads of the README among them ...
+    assert {"get /runs/{run_id}", "get /decisions/{decision_id}", "get /audit"} <= time_travel.keys()
+    # ... and each says that they exclude each other.
+    for operation, parameters in time_travel.items():
+        descriptions = parameters["as_of"].get("description", "") + parameters["as_of_position"].get(
+            "description", ""
+        )
+        assert "not both" in descriptions or "exclusive" in descriptions, operation
 
 
 def test_the_document_says_batch_items_are_checked_one_by_one() -> None:

@@ -16,8 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from application.queries.read_models import ReadModels
 from domain.commands import ModelRef, OpenRun, RecordDecision
 from tests.ledger_commands import commands_of
 from tests.support.history import write_history
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -76,15 +75,6 @@ def positions(projections: Projections) -> dict[str, int]:
 def killed_part_way(positions: dict[str, int], head: int) -> bool:
     """The leading projection has applied a quarter of the log or more, and none all of it."""
     return max(positions.values()) >= head // 4 and all(position < head for position in positions.values())
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def stop(worker: subprocess.Popen[bytes]) -> None:

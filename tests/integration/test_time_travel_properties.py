@@ -4,7 +4,8 @@ Hypothesis writes random histories: runs opened, batches admitted (with duplicat
 within a batch and across batches), decisions recorded (some for inputs never
 admitted), corrected (some back-dated), actions requested and committed, failed or
 waived, runs closed and reopened. Each next command is drawn from those the state then
-allows. The history runs on a fresh SQLite file per example; then, at random cut
+allows. The history runs on a fresh database per example, of each back end (a SQLite
+file, or a PostgreSQL schema of its own); then, at random cut
 positions, every as-of answer must equal what the events up to the cut say:
 
 - runs, decisions and actions from `DecisionLedger.get_*(as_of_position=)` equal the
@@ -17,13 +18,11 @@ A last test walks one run past two snapshots, so as-of runs start from them.
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -57,6 +56,7 @@ from domain.run import Run
 from infrastructure.database import parse_database_url
 from infrastructure.signing import Signer
 from tests.ledger_commands import commands_of
+from tests.support.databases import fresh_database_like
 from tests.support.views import catch_up_views
 
 RUN_IDS = ("run-a", "run-b")
@@ -65,32 +65,35 @@ OUTCOMES = ("approve", "decline", "refer")
 BACK_DATED = datetime(2020, 1, 1, tzinfo=UTC)
 MODEL = ModelRef("scorecard", "7")
 
-#: Each example replays a history on SQLite, so shrinking a failure would take minutes (and
+#: Each example replays a history on a fresh database, so shrinking a failure would take minutes (and
 #: outlast the test timeout): a failure is reported as drawn, every draw labelled.
 history_settings = settings(
     max_examples=20,
     deadline=None,
     database=None,
     phases=(Phase.explicit, Phase.generate),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # The `database_url` fixture only names the back end: each example gets a database of its own.
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 
 
-# --- A ledger service on a fresh SQLite file, its views caught up by hand --------------------------
+# --- A ledger service on an empty database, its views caught up by hand ---------------------------
 
 
 @contextmanager
-def fresh_sqlite_service() -> Iterator[LedgerService]:
-    """A LedgerService on a throwaway SQLite file, with no projection worker: the
-    test catches the views up itself, so they are exactly where it says."""
-    with tempfile.TemporaryDirectory() as directory:
-        url = f"sqlite:///{Path(directory) / 'ledger.sqlite3'}"
-        signer = Signer.from_hex(Ed25519PrivateKey.generate().private_bytes_raw().hex())
-        service = LedgerService.build(parse_database_url(url).library_env(), signer)
-        try:
-            yield service
-        finally:
-            service.close()
+def service_on(database_url: str) -> Iterator[LedgerService]:
+    """A LedgerService on an empty database, with no projection worker: the test
+    catches the views up itself, so they are exactly where it says."""
+    signer = Signer.from_hex(Ed25519PrivateKey.generate().private_bytes_raw().hex())
+    service = LedgerService.build(parse_database_url(database_url).library_env(), signer)
+    try:
+        yield service
+    finally:
+        service.close()
 
 
 def close_run(service: LedgerService, command: CloseRun) -> None:
@@ -518,8 +521,10 @@ def check_decisions_and_actions(service: LedgerService, log: Log, cut: int) -> N
 
 @history_settings
 @given(data=st.data())
-def test_every_as_of_answer_is_a_fold_of_the_events_up_to_that_point(data: st.DataObject) -> None:
-    with fresh_sqlite_service() as service:
+def test_every_as_of_answer_is_a_fold_of_the_events_up_to_that_point(
+    database_url: str, data: st.DataObject
+) -> None:
+    with fresh_database_like(database_url) as url, service_on(url) as service:
         # A random history runs; each command is one the state allows, so none is refused.
         history = RandomHistory(service, data)
         history.play(data.draw(st.integers(4, 28), label="steps"))
@@ -540,8 +545,8 @@ def test_every_as_of_answer_is_a_fold_of_the_events_up_to_that_point(data: st.Da
 # --- Past the snapshots ----------------------------------------------------------------------------
 
 
-def test_an_as_of_run_read_from_a_snapshot_is_the_run_refolded() -> None:
-    with fresh_sqlite_service() as service:
+def test_an_as_of_run_read_from_a_snapshot_is_the_run_refolded(database_url: str) -> None:
+    with service_on(database_url) as service:
         ledger = service.ledger
         # A run admits eighteen inputs one by one and is closed red (nothing decided), twice over.
         commands_of(ledger).runs.open(OpenRun(token="open", actor="lane", run_id="run-a", lane="credit"))

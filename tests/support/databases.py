@@ -73,11 +73,12 @@ class PostgresSchema:
 
 
 @contextmanager
-def fresh_database_like(database_url: str) -> Iterator[str]:
+def fresh_database_like(database_url: str, scratch: str | None = None) -> Iterator[str]:
     """A new, empty database of `database_url`'s back end, gone when the block ends: a
-    SQLite file in a directory of its own, or a PostgreSQL schema of its own."""
+    SQLite file in a directory of its own (under `scratch` if given), or a PostgreSQL
+    schema of its own."""
     if parse_database_url(database_url).backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="fresh-database-") as directory:
+        with tempfile.TemporaryDirectory(prefix="fresh-database-", dir=scratch) as directory:
             yield f"sqlite:///{Path(directory) / 'ledger.sqlite3'}"
         return
     schema = PostgresSchema()
