@@ -194,8 +194,14 @@ def test_the_import_reader_finds_every_import_of_a_product_module() -> None:
         written = {
             node.lineno
             for node in ast.walk(syntax_tree(path))
-            if (isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in LAYERS))
-            or (isinstance(node, ast.Import) and any(alias.name.split(".")[0] in LAYERS for alias in node.names))
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.level or (node.module or "").split(".")[0] in LAYERS)
+            )
+            or (
+                isinstance(node, ast.Import)
+                and any(alias.name.split(".")[0] in LAYERS for alias in node.names)
+            )
         }
         found = {each.line for each in imports_of(module)}
         assert written <= found, (module, sorted(written - found))
