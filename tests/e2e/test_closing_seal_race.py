@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from application.ledger import DecisionLedger
 from domain.commands import AdmitInputs, CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
-from tests.ledger_commands import commands_of
+from tests.support.ledger_commands import commands_of
 from tests.support.operator import Operator
 
 RUN_ID = "fraud-race"

@@ -24,8 +24,8 @@ from application.ledger import DecisionLedger
 from application.projections.runtime import Projections
 from application.queries.read_models import ReadModels
 from domain.commands import ModelRef, OpenRun, RecordDecision
-from tests.ledger_commands import commands_of
 from tests.support.history import write_history
+from tests.support.ledger_commands import commands_of
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from domain.commands import (
     RecordDecision,
 )
 from domain.identity import action_uuid
-from tests.ledger_commands import commands_of
 from tests.support.commands import RUN_ID, request_command
+from tests.support.ledger_commands import commands_of
 
 
 def test_redelivered_action_commands_answer_the_first_results_and_write_nothing(

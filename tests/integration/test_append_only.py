@@ -21,8 +21,8 @@ from domain.commands import AdmitInputs, CloseRun, ModelRef, OpenRun, RecordDeci
 from domain.identity import run_uuid
 from domain.run import Run
 from infrastructure.database import DatabaseTarget, parse_database_url
-from tests.ledger_commands import commands_of
 from tests.support.databases import PostgresSchema
+from tests.support.ledger_commands import commands_of
 
 RUN_ID = "audit-2024-06-01"
 REFUSAL = "the ledger is append-only"

@@ -21,8 +21,8 @@ from domain.commands import ModelRef, OpenRun, RecordDecision
 from domain.errors import DecisionAlreadyRecorded, RunAlreadyExists
 from domain.identity import decision_uuid, run_uuid
 from infrastructure.database import parse_database_url
-from tests.ledger_commands import commands_of
 from tests.support.databases import PostgresSchema
+from tests.support.ledger_commands import commands_of
 
 pytestmark = pytest.mark.postgres
 

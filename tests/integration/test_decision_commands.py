@@ -18,8 +18,8 @@ from domain.errors import (
 )
 from domain.identity import decision_uuid, run_uuid
 from domain.run import Run
-from tests.ledger_commands import commands_of
 from tests.support.commands import RUN_ID, record_command
+from tests.support.ledger_commands import commands_of
 
 
 def open_run(ledger: DecisionLedger) -> None:

@@ -17,7 +17,7 @@ from domain.commands import CloseRun, ModelRef, OpenRun, RecordDecision
 from domain.decision import Decision
 from domain.errors import DecisionAlreadyRecorded, RunNotOpen
 from infrastructure.database import parse_database_url
-from tests.ledger_commands import commands_of
+from tests.support.ledger_commands import commands_of
 
 
 def decision_command(input_id: str, token: str, outcome: str = "approve") -> RecordDecision:

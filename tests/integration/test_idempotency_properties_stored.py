@@ -30,7 +30,6 @@ from domain.commands import (
 )
 from domain.errors import IdempotencyKeyReused
 from infrastructure.database import parse_database_url
-from tests.ledger_commands import commands_of
 from tests.support.command_scripts import (
     RUN_IDS,
     Delivery,
@@ -40,6 +39,7 @@ from tests.support.command_scripts import (
     scripts_with_duplicates,
 )
 from tests.support.databases import fresh_database_like
+from tests.support.ledger_commands import commands_of
 
 #: Each example builds a ledger on a database of its own. The `database_url` fixture only
 #: names the back end, so sharing it between examples is what is meant.

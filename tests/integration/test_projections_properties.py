@@ -52,8 +52,8 @@ from domain.commands import (
 )
 from domain.identity import action_uuid, decision_uuid
 from infrastructure.database import parse_database_url
-from tests.ledger_commands import commands_of
 from tests.support.databases import fresh_database_like
+from tests.support.ledger_commands import commands_of
 
 RUN_IDS = ("run-a", "run-b")
 INPUT_POOL = tuple(f"in-{number}" for number in range(8))

@@ -13,8 +13,8 @@ from domain.errors import (
     RunNotRejected,
 )
 from domain.identity import run_uuid
-from tests.ledger_commands import commands_of
 from tests.support.commands import RUN_ID, admit_command, open_command
+from tests.support.ledger_commands import commands_of
 
 
 def test_reopening_an_open_run_is_refused(ledger: DecisionLedger) -> None:

@@ -55,8 +55,8 @@ from domain.identity import decision_uuid, run_uuid
 from domain.run import Run
 from infrastructure.database import parse_database_url
 from infrastructure.signing import Signer
-from tests.ledger_commands import commands_of
 from tests.support.databases import fresh_database_like
+from tests.support.ledger_commands import commands_of
 from tests.support.views import catch_up_views
 
 RUN_IDS = ("run-a", "run-b")

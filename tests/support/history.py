@@ -20,7 +20,7 @@ from domain.commands import (
     WaiveAction,
 )
 from domain.identity import decision_uuid
-from tests.ledger_commands import commands_of
+from tests.support.ledger_commands import commands_of
 
 MODEL = ModelRef("gbm", "7")
 OUTCOMES = ("approve", "decline", "refer")
