@@ -94,16 +94,20 @@ def write_history(
 
 
 def write_action(ledger: DecisionLedger, rng: random.Random, run_id: str, input_id: str) -> None:
-    action = commands_of(ledger).actions.request(
-        RequestAction(
-            token=f"request-{run_id}-{input_id}",
-            actor="scorer",
-            run_id=run_id,
-            action_key=f"block-{input_id}",
-            decision_id=decision_uuid(run_id, input_id),
-            kind="block-card",
+    action = (
+        commands_of(ledger)
+        .actions.request(
+            RequestAction(
+                token=f"request-{run_id}-{input_id}",
+                actor="scorer",
+                run_id=run_id,
+                action_key=f"block-{input_id}",
+                decision_id=decision_uuid(run_id, input_id),
+                kind="block-card",
+            )
         )
-    ).view
+        .view
+    )
     action_id, token = UUID(action.action_id), f"{run_id}-{input_id}"
     fate = rng.choice(["commit", "fail then commit", "fail for good", "fail then waive", "pending"])
     if fate.startswith("fail"):
@@ -117,7 +121,9 @@ def write_action(ledger: DecisionLedger, rng: random.Random, run_id: str, input_
             )
         )
     if fate.endswith("commit"):
-        commands_of(ledger).actions.commit(CommitAction(token=f"commit-{token}", actor="scorer", action_id=action_id))
+        commands_of(ledger).actions.commit(
+            CommitAction(token=f"commit-{token}", actor="scorer", action_id=action_id)
+        )
     if fate.endswith("waive"):
         commands_of(ledger).actions.waive(
             WaiveAction(token=f"waive-{token}", actor="operator", action_id=action_id, reason="by hand")
