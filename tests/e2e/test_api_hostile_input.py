@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.api_helpers import (
+from tests.support.api import (
     RUN_ID,
     admit,
     assert_problem,

@@ -6,23 +6,16 @@ is gone it catches up by itself. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from application.projections.audit_log import AuditLogProjection
-from tests.api_helpers import RUN_ID, admit, assert_problem, keyed, open_run, record_decision
+from tests.support.api import RUN_ID, admit, assert_problem, keyed, open_run, record_decision
+from tests.support.polling import wait_until
 
 POISON = "txn-poison"
-
-
-def eventually(check: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(0.05)
 
 
 def test_a_projection_that_cannot_apply_an_event_is_visible_and_recovers(
@@ -43,7 +36,7 @@ def test_a_projection_that_cannot_apply_an_event_is_visible_and_recovers(
     poisoned = record_decision(api, POISON)  # the write itself succeeds
 
     # Readiness fails, naming the projection and where it stopped.
-    eventually(lambda: api.get("/readyz").status_code == 503)
+    assert wait_until(lambda: api.get("/readyz").status_code == 503, 30, interval=0.05)
     [failure] = api.get("/readyz").json()["detail"]["failed_projections"]
     assert failure["projection"] == "audit"
     assert failure["position"] < poisoned["position"]
@@ -60,7 +53,7 @@ def test_a_projection_that_cannot_apply_an_event_is_visible_and_recovers(
 
     # The cause is fixed: the projection resumes from where it stopped, and the run closes.
     monkeypatch.setattr(AuditLogProjection, "apply", apply)
-    eventually(lambda: api.get("/readyz").status_code == 200)
+    assert wait_until(lambda: api.get("/readyz").status_code == 200, 30, interval=0.05)
     verdict = api.post(f"/runs/{RUN_ID}/close", headers=keyed("close-after-fix"))
     assert verdict.status_code == 200, verdict.text
     assert verdict.json()["verdict"] == "committed"
