@@ -4,71 +4,35 @@ PostgreSQL comes from DECISION_LEDGER_TEST_POSTGRES_URL (default: the local trus
 server, database `test`). Each test gets a schema of its own, dropped afterwards.
 Without a reachable server the PostgreSQL cases skip, unless
 DECISION_LEDGER_REQUIRE_POSTGRES=1, which turns the skip into a failure.
+
+Tests live in three tiers, each marked after its folder: `unit` (the domain and pure
+code: no database, no I/O), `integration` (the application and the adapters on both
+back ends) and `e2e` (HTTP, the command line, processes). Their helpers are in
+`tests/support/`; no test module imports another.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from application.ledger import DecisionLedger
 from infrastructure.database import parse_database_url
+from tests.support.databases import PostgresSchema, require_postgres
 
-DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def postgres_server_url() -> str:
-    return os.environ.get("DECISION_LEDGER_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+TIERS = ("unit", "integration", "e2e")
 
 
-def postgres_required() -> bool:
-    return os.environ.get("DECISION_LEDGER_REQUIRE_POSTGRES", "") in ("1", "true", "yes")
-
-
-def _postgres_unreachable_reason() -> str | None:
-    try:
-        with psycopg.connect(parse_database_url(postgres_server_url()).conninfo, connect_timeout=3):
-            return None
-    except psycopg.Error as error:
-        return f"PostgreSQL at {postgres_server_url()} is unreachable: {str(error).splitlines()[0]}"
-
-
-def require_postgres() -> None:
-    reason = _postgres_unreachable_reason()
-    if reason is None:
-        return
-    if postgres_required():
-        pytest.fail(f"DECISION_LEDGER_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-class PostgresSchema:
-    """A schema of one test's own in the test database."""
-
-    def __init__(self) -> None:
-        self.name = f"t_{uuid.uuid4().hex[:16]}"
-        self.target = parse_database_url(postgres_server_url())
-
-    @property
-    def url(self) -> str:
-        return f"{postgres_server_url()}?schema={self.name}"
-
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.target.conninfo, autocommit=True)
-
-    def create(self) -> None:
-        with self.connect() as connection:
-            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.name)))
-
-    def drop(self) -> None:
-        with self.connect() as connection:
-            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.name)))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, so `-m unit` runs the fast, pure ones alone."""
+    tests_root = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(tests_root):
+            tier = item.path.relative_to(tests_root).parts[0]
+            if tier in TIERS:
+                item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture
@@ -135,7 +99,7 @@ def secured_api(database_url: str, signing_key_hex: str):
     from infrastructure.settings import ApiKeyEntry, Role, Settings
     from interfaces.api.app import create_app
     from interfaces.api.security import hash_api_key
-    from tests.api_helpers import AUDITOR_KEY, OPERATOR_KEY, SECOND_WRITER_KEY, WRITER_KEY
+    from tests.support.api import AUDITOR_KEY, OPERATOR_KEY, SECOND_WRITER_KEY, WRITER_KEY
 
     settings = Settings(
         database_url=database_url,
