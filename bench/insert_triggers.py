@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from application.ledger import DecisionLedger
+from application.commands import Commands
+from application.ledger import DecisionLedger, LedgerTuning
 from domain.commands import AdmitInputs, ModelRef, OpenRun, RecordDecision
 from infrastructure.database import parse_database_url
 
@@ -28,8 +29,9 @@ RUN_ID = "bench-triggers"
 class Writer:
     def __init__(self, directory: Path, with_triggers: bool) -> None:
         path = directory / ("with.sqlite3" if with_triggers else "without.sqlite3")
-        environment = parse_database_url(f"sqlite:///{path}").library_env() | {"GROUP_COMMIT": "n"}
-        self.ledger = DecisionLedger(env=environment)
+        environment = parse_database_url(f"sqlite:///{path}").library_env()
+        self.ledger = DecisionLedger(env=environment, tuning=LedgerTuning(group_commit=False))
+        self.commands = Commands.over(self.ledger)
         if not with_triggers:
             with sqlite3.connect(path) as connection:
                 names = connection.execute(
@@ -37,7 +39,7 @@ class Writer:
                 ).fetchall()
                 for (name,) in names:
                     connection.execute(f"DROP TRIGGER {name}")
-        self.ledger.open_run(OpenRun(token="open", actor="bench", run_id=RUN_ID, lane="fraud"))
+        self.commands.runs.open(OpenRun(token="open", actor="bench", run_id=RUN_ID, lane="fraud"))
         self.written = 0
         self.seconds_per_write: list[float] = []
 
@@ -46,12 +48,12 @@ class Writer:
         for _ in range(size):
             number = self.written
             self.written += 1
-            self.ledger.admit_inputs(
+            self.commands.runs.admit(
                 AdmitInputs(
                     token=f"admit-{number}", actor="bench", run_id=RUN_ID, input_ids=(f"in-{number}",)
                 )
             )
-            self.ledger.record_decision(
+            self.commands.decisions.record(
                 RecordDecision(
                     token=f"decide-{number}",
                     actor="bench",
