@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, OperationalError, Recording
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Recording
 
 Save = Callable[..., list[Recording[UUID]]]
 #: Which members of a group would conflict (by index), found cheaply before writing.
@@ -169,6 +169,9 @@ class GroupCommitter:
             # every member down the slow one-by-one path: fail it alone, up front.
             try:
                 conflicting = self._precheck([pending.aggregates for pending in group])
+            except (OperationalError, InterfaceError) as error:  # the database is unavailable:
+                self._fail(group, error)  # the save would wait for it all over again
+                return
             except Exception:  # the save itself will meet (and report) the same trouble
                 conflicting = set()
             if conflicting:
@@ -180,6 +183,12 @@ class GroupCommitter:
                 if not group:
                     return
         self._commit_group(group)
+
+    def _fail(self, group: list[_Pending], error: BaseException) -> None:
+        self.requests += len(group)
+        for pending in group:
+            pending.error = error
+            pending.finish()
 
     def _commit_group(self, group: list[_Pending]) -> None:
         # Saving collects (empties) each aggregate's pending events: keep a copy so a

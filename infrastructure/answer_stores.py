@@ -96,6 +96,8 @@ class SharedAnswers:
         self._env.close()
 
     def get(self, key: AnswerKey) -> StoredAnswer | None:
+        """The answer kept under this key; None if there is none, or it cannot be read back
+        intact (a damaged store is a cache that misses, never a failed request)."""
         try:
             with self._env.begin() as txn:
                 current = self._current(txn)
@@ -105,6 +107,8 @@ class SharedAnswers:
                         return _decode_answer(value)
         except lmdb.Error as error:
             log.warning("shared answers: a lookup failed, answering without them: %s", error)
+        except CorruptAnswer as error:
+            log.warning("shared answers: a kept answer is damaged, answering without it: %s", error)
         return None
 
     def put(self, key: AnswerKey, answer: StoredAnswer) -> None:
@@ -119,7 +123,7 @@ class SharedAnswers:
                 self._env.reader_check()
                 self.clear()
                 self._put(self._encode_key(key), value)
-        except lmdb.Error as error:
+        except (lmdb.Error, CorruptAnswer) as error:
             log.warning("shared answers: an answer was not kept: %s", error)
 
     def clear(self) -> None:
@@ -131,9 +135,12 @@ class SharedAnswers:
 
     def _put(self, key: bytes, value: bytes) -> None:
         with self._env.begin(write=True) as txn:
-            current = self._current(txn)
             filled_before = txn.get(_FILLED, db=self._meta)
-            filled = (_COUNTER.unpack(filled_before)[0] if filled_before else 0) + len(key) + len(value)
+            try:
+                filled = (_counter(filled_before) if filled_before else 0) + len(key) + len(value)
+                current = self._current(txn)
+            except CorruptAnswer:  # damaged meta: rotate, which writes it afresh
+                filled, current = self.max_bytes, 1
             if filled > self.max_bytes // 2:
                 current = 1 - current
                 txn.drop(self._generations[current], delete=False)
@@ -150,27 +157,63 @@ class SharedAnswers:
 
     def _current(self, txn: lmdb.Transaction) -> int:
         value = txn.get(_CURRENT, db=self._meta)
-        return _COUNTER.unpack(value)[0] if value else 0
+        current = _counter(value) if value else 0
+        if current not in (0, 1):
+            raise CorruptAnswer(f"the current generation reads {current}")
+        return current
+
+
+class CorruptAnswer(ValueError):
+    """What the store holds cannot be read back as it was kept."""
+
+
+def _counter(value: bytes | memoryview) -> int:
+    try:
+        return int(_COUNTER.unpack(bytes(value))[0])
+    except struct.error as error:
+        raise CorruptAnswer(f"a counter of {len(value)} bytes: {error}") from None
+
+
+#: Each kept value starts with this digest of the rest, so damage reads as a miss.
+_CHECK_BYTES = 16
+
+
+def _check(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_CHECK_BYTES).digest()
 
 
 def _encode_answer(answer: StoredAnswer) -> bytes:
-    """A JSON head line (status, headers, route, digest), then the body's bytes."""
+    """A check digest, a JSON head line (status, headers, route, digest), then the body."""
     head = {
         "status": answer.status,
         "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in answer.headers],
         "route_path": answer.route_path,
         "body_digest": answer.body_digest.hex(),
     }
-    return json.dumps(head).encode() + b"\n" + answer.body
+    payload = json.dumps(head).encode() + b"\n" + answer.body
+    return _check(payload) + payload
 
 
 def _decode_answer(value: bytes) -> StoredAnswer:
-    head_line, _, body = bytes(value).partition(b"\n")
-    head = json.loads(head_line)
-    return StoredAnswer(
-        body_digest=bytes.fromhex(head["body_digest"]),
-        status=head["status"],
-        headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in head["headers"]],
-        body=body,
-        route_path=head["route_path"],
-    )
+    """The kept answer, or CorruptAnswer if any byte of it changed or its head is malformed."""
+    value = bytes(value)
+    check, payload = value[:_CHECK_BYTES], value[_CHECK_BYTES:]
+    if len(check) != _CHECK_BYTES or _check(payload) != check:
+        raise CorruptAnswer("its check digest does not match")
+    head_line, _, body = payload.partition(b"\n")
+    try:
+        head = json.loads(head_line)
+        status, headers, route_path = head["status"], head["headers"], head["route_path"]
+        if not (isinstance(status, int) and 100 <= status <= 599):
+            raise CorruptAnswer(f"status {status!r}")
+        if not (route_path is None or isinstance(route_path, str)):
+            raise CorruptAnswer(f"route {route_path!r}")
+        return StoredAnswer(
+            body_digest=bytes.fromhex(head["body_digest"]),
+            status=status,
+            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
+            body=body,
+            route_path=route_path,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CorruptAnswer(f"its head does not read: {error!r}") from None

@@ -7,7 +7,11 @@ if the pinned version changes any of what this module relies on:
   a static method run in the runner's thread, and the runner's `_thread_error`;
 - the buffer of a ListenNotifySubscription (`_notifications`, `_notifications_index`,
   `_notifications_queue`), read to know whether another event is ready;
-- the undecorated `insert_events` of the PostgreSQL recorder (`__wrapped__` of its retry).
+- the undecorated methods of the PostgreSQL recorders (`__wrapped__` of their retry), which
+  infrastructure/postgres_outages.py retries within the ledger's own bounds;
+- the hooks of the PostgreSQL recorder's pipelined insert (`_insert_events`,
+  `_insert_stored_events`, `_fetch_ids_after_insert_events`), which
+  infrastructure/postgres_store.py calls from an insert of its own.
 """
 
 from __future__ import annotations
@@ -69,4 +73,10 @@ def subscription_has_buffered(subscription: Any) -> bool:
 def unretried_insert_events() -> Callable[..., Sequence[int] | None]:
     """The PostgreSQL recorder's insert_events without the library's own retry decorator."""
     wrapped: Callable[..., Sequence[int] | None] = PostgresApplicationRecorder.insert_events.__wrapped__
+    return wrapped
+
+
+def unretried(method: Any) -> Callable[..., Any]:
+    """A library method without its own retry decorator (ten attempts, each waiting)."""
+    wrapped: Callable[..., Any] = method.__wrapped__
     return wrapped

@@ -3,6 +3,7 @@ tables, the sealed-run gate and append-only triggers (UPDATE, DELETE and TRUNCAT
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,16 +11,16 @@ from typing import Any
 from uuid import UUID
 
 import psycopg.errors
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, TokenReceipt
 from infrastructure.append_only import APPEND_ONLY_MESSAGE
-from infrastructure.eventsourcing_compat import unretried_insert_events
+from infrastructure.eventsourcing_compat import unretried
+from infrastructure.postgres_outages import retrying
 
 #: SQLSTATE raised when a command races a seal. Class 23 makes psycopg, and so the
 #: library, report it as an IntegrityError: the caller reloads and re-checks.
@@ -138,19 +139,58 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             for statement in self._append_only_statements([table]):
                 c.execute(statement)
 
-    # --- Writing, inside the library's transaction, after it locked the table ---------
+    # --- The library's calls, retried within the outage bounds (postgres_outages.py) ---
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """The library's insert, but a conflict stays a conflict. When an INSERT fails in
-        the pipeline, the index statements queued after it report "pipeline aborted", an
-        OperationalError the library would retry as if the server had gone away."""
-        try:
-            return unretried_insert_events()(self, stored_events, **kwargs)
-        except OperationalError as error:
-            if isinstance(error.__cause__, psycopg.errors.PipelineAborted):
-                raise IntegrityError("a statement of this transaction conflicted") from error
-            raise
+        return retrying(self.datastore, lambda: self._insert_events_once(stored_events, **kwargs))
+
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
+        select = unretried(PostgresApplicationRecorder.select_events)
+        return retrying(self.datastore, lambda: select(self, originator_id, **kwargs))
+
+    def select_notifications(self, *args: Any, **kwargs: Any) -> Sequence[Notification]:
+        select = unretried(PostgresApplicationRecorder.select_notifications)
+        return retrying(self.datastore, lambda: select(self, *args, **kwargs))
+
+    def max_notification_id(self) -> int | None:
+        select = unretried(PostgresApplicationRecorder.max_notification_id)
+        return retrying(self.datastore, lambda: select(self))
+
+    def _insert_events_once(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The library's pipelined insert, but a conflict stays a conflict (statements queued
+        after a failed INSERT report "pipeline aborted", an OperationalError the library would
+        retry), and a failed transaction is rolled back through psycopg, which then forgets
+        the connection's prepared statements: the server skipped every statement queued after
+        the failure, including any psycopg meant to prepare there for the first time, yet
+        psycopg counted those as prepared, and the connection's next use of one failed with
+        `prepared statement "_pg3_N" does not exist` (psycopg 3.3; the library commits instead)."""
+        failure: Exception | None = None
+        notification_ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            with contextlib.suppress(psycopg.Rollback), conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                if stored_events:
+                    with conn.cursor() as curs:
+                        try:
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            # Sync now, so a conflict is raised here, not at commit.
+                            pipeline.sync()
+                            notification_ids = self._fetch_ids_after_insert_events(
+                                curs, stored_events, **kwargs
+                            )
+                        except Exception as error:
+                            failure = error
+                if failure is not None:
+                    raise psycopg.Rollback()  # escapes only if the rollback failed (connection lost)
+            # Raised in the connection's context, which translates psycopg's errors.
+            if isinstance(failure, psycopg.errors.PipelineAborted):
+                raise IntegrityError("a statement of this transaction conflicted") from failure
+            if failure is not None:
+                raise failure
+        return notification_ids
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

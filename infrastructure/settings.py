@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from infrastructure.database import DEFAULT_DATABASE_URL, DatabaseTarget, parse_database_url
+from infrastructure.database import DEFAULT_DATABASE_URL, DatabaseTarget, OutageBounds, parse_database_url
 
 
 class Role(StrEnum):
@@ -32,7 +32,10 @@ class ConfigurationError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DECISION_LEDGER_", extra="ignore")
+    # Errors never quote a value: a database URL may hold a password, a key is secret.
+    model_config = SettingsConfigDict(
+        env_prefix="DECISION_LEDGER_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
@@ -61,6 +64,19 @@ class Settings(BaseSettings):
     shared_answers_dir: Path | None = None
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False
+    # How long a call waits on a PostgreSQL server that does not answer: with the database
+    # down, requests are refused (503, Retry-After) within about retry_deadline + 1 s, and
+    # served again by the same process once it returns (see infrastructure/postgres_outages.py).
+    #: Seconds a call waits for a pooled connection (all broken, or all busy).
+    database_pool_timeout: float = Field(default=OutageBounds.pool_timeout, gt=0, le=60)
+    #: Seconds libpq waits to open a connection (libpq counts 2 at least).
+    database_connect_timeout: int = Field(default=OutageBounds.connect_timeout, ge=2, le=60)
+    #: Seconds a PostgreSQL writer waits for the events table's lock.
+    database_lock_timeout: int = Field(default=OutageBounds.lock_timeout, ge=1, le=600)
+    #: Seconds one database call may spend retrying failed attempts, waits included.
+    database_retry_deadline: float = Field(default=OutageBounds.retry_deadline, ge=0, le=600)
+    #: Seconds an SQLite writer waits for the database file's lock.
+    sqlite_lock_timeout: float = Field(default=OutageBounds.sqlite_lock_timeout, ge=1, le=600)
 
     # --- Tuning (defaults measured in `make bench`) ------------------------------------------
     #: Concurrent saves in one process share a transaction.
@@ -90,8 +106,17 @@ class Settings(BaseSettings):
         return parse_database_url(self.database_url)
 
     def library_env(self) -> dict[str, str]:
-        """The eventsourcing library's settings for this database and pool."""
-        return self.database().library_env(pool_size=self.pool_size, max_overflow=self.pool_max_overflow)
+        """The eventsourcing library's settings for this database, pool and bounds."""
+        bounds = OutageBounds(
+            pool_timeout=self.database_pool_timeout,
+            connect_timeout=self.database_connect_timeout,
+            lock_timeout=self.database_lock_timeout,
+            retry_deadline=self.database_retry_deadline,
+            sqlite_lock_timeout=self.sqlite_lock_timeout,
+        )
+        return self.database().library_env(
+            bounds, pool_size=self.pool_size, max_overflow=self.pool_max_overflow
+        )
 
     @property
     def command_threads(self) -> int:

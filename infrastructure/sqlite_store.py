@@ -100,11 +100,44 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
                 )
         return statements
 
+    def _create_table(self, c: SQLiteCursor) -> None:
+        super()._create_table(c)
+        for table in self.protected_tables:
+            c.execute(self._refuse_existing_keys_statement(c, table))
+
+    @staticmethod
+    def _refuse_existing_keys_statement(c: SQLiteCursor, table: str) -> str:
+        """A BEFORE INSERT trigger refusing a row whose key (any unique key, and the rowid)
+        is taken. `INSERT OR REPLACE` deletes the row in its way without firing DELETE
+        triggers (unless a connection turns recursive_triggers on): this refuses it first.
+        An ordinary duplicate INSERT is refused by it too, as an IntegrityError as before."""
+        keys: list[list[str]] = []
+        c.execute(f"PRAGMA index_list({table})")
+        for index in c.fetchall():
+            if index["unique"]:
+                c.execute(f"PRAGMA index_info({index['name']})")
+                keys.append([column["name"] for column in c.fetchall()])
+        c.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        if "WITHOUT ROWID" not in c.fetchone()["sql"].upper():
+            keys.append(["rowid"])
+        taken = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} WHERE "
+            + " AND ".join(f'"{column}" = NEW."{column}"' for column in key)
+            + ")"
+            for key in keys
+        )
+        message = APPEND_ONLY_MESSAGE.format(operation=f"INSERT of an existing key on {table}")
+        return (
+            f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_existing_key BEFORE INSERT ON {table}"
+            f" WHEN {taken} BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
+
     def protect(self, table: str) -> None:
         """Make another of the library's tables (the snapshots) refuse rewrites too."""
         with self.datastore.transaction(commit=True) as c:
             for statement in self._append_only_statements([table]):
                 c.execute(statement)
+            c.execute(self._refuse_existing_keys_statement(c, table))
 
     # --- Writing, inside the library's transaction ------------------------------------
 

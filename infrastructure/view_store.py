@@ -19,11 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import PersistenceError, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
+
+from infrastructure.eventsourcing_compat import unretried
+from infrastructure.postgres_outages import retrying
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 GENERATIONS_TABLE = "projection_generations"
@@ -124,9 +127,17 @@ class ViewStore(TrackingRecorder):
         )
 
     def generations(self) -> tuple[int | None, int]:
-        """(live generation or None, latest generation ever created)."""
-        with self.cursor(commit=True) as cursor:
-            self._ensure_generations_table(cursor)
+        """(live generation or None, latest generation ever created). A read, once the table
+        exists: readiness probes ask it, and on SQLite a write would queue behind the writers."""
+        try:
+            return self._read_generations(commit=False)
+        except PersistenceError:  # no table yet (or no database: creating it says so)
+            return self._read_generations(commit=True)
+
+    def _read_generations(self, *, commit: bool) -> tuple[int | None, int]:
+        with self.cursor(commit=commit) as cursor:
+            if commit:
+                self._ensure_generations_table(cursor)
             row = cursor.execute(
                 f"SELECT live_generation, latest_generation FROM {self.qualify(GENERATIONS_TABLE)}"
                 " WHERE projection = ?",
@@ -216,6 +227,10 @@ class PostgresViewStore(PostgresTrackingRecorder, ViewStore):
 
     def track(self, cursor: ViewCursor, tracking: Tracking) -> None:
         self._insert_tracking(cursor.native.cursor, tracking)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        select = unretried(PostgresTrackingRecorder.max_tracking_id)
+        return retrying(self.datastore, lambda: select(self, application_name))
 
 
 class _PostgresRows:

@@ -20,7 +20,7 @@ from interfaces.api.problems import install_problem_handlers
 from interfaces.api.replays import ReplayedAnswers
 from interfaces.api.routes import actions, decisions, operations, runs
 from interfaces.api.schemas import DecisionBatchItem
-from interfaces.api.security import Authenticator
+from interfaces.api.security import Authenticator, refuse_open_mode_off_loopback
 from interfaces.bootstrap import build_service
 
 
@@ -28,7 +28,9 @@ def create_app(
     settings: Settings, service: LedgerService | None = None, *, clock: Clock = system_clock
 ) -> FastAPI:
     """`service` lets a caller (a test, a benchmark) share one it already built; `clock`
-    lets a test set the time the aggregates are given."""
+    lets a test set the time the aggregates are given. Without API keys the app refuses a
+    non-loopback `host`, and every request that reached it off loopback."""
+    refuse_open_mode_off_loopback(settings.host, settings.open_local_mode)
     metrics = ApiMetrics()
     answers = answer_store(settings)
 

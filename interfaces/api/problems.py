@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from domain import errors
+from infrastructure.database import redacted
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "/problems/"
@@ -33,6 +34,7 @@ HTTP_PROBLEM_TITLES = {
     "idempotency-key-malformed": "Idempotency-Key header malformed",
     "unauthorized": "Missing or unknown API key",
     "forbidden": "The API key's roles do not allow this",
+    "open-mode-off-loopback": "No API keys are configured: loopback callers only",
     "payload-too-large": "Request body too large",
     "validation-error": "The request does not match the schema",
     "not-found": "No such resource",
@@ -168,7 +170,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         body = problem_body(
             503,
             "database-unavailable",
-            str(error).splitlines()[0] if str(error) else "timed out",
+            redacted(str(error).splitlines()[0]) if str(error) else "timed out",
             instance=request.url.path,
         )
         return problem_response(body, {"Retry-After": "1"})

@@ -48,6 +48,7 @@ class Authenticator:
 
     def authenticate(self, request: Request) -> Principal:
         if self.open_local_mode:
+            refuse_open_mode_off_loopback_request(request)
             return _LOCAL
         presented = _presented_key(request)
         if presented is None:
@@ -91,6 +92,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def refuse_open_mode_off_loopback_request(request: Request) -> None:
+    """Open local mode answers only what reached the server on a loopback address, however
+    the app is served (`serve`, or uvicorn with --host 0.0.0.0): the address is the
+    socket's own, which no client can choose. Names (a test client, a Unix socket) are local."""
+    server = request.scope.get("server")
+    address = server[0] if server else None
+    try:
+        off_loopback = address is not None and not ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        off_loopback = False
+    if off_loopback:
+        raise HttpProblem(
+            403,
+            "open-mode-off-loopback",
+            "this server has no API keys, so it answers on a loopback address only;"
+            " its operator must configure DECISION_LEDGER_API_KEYS",
+        )
 
 
 def refuse_open_mode_off_loopback(host: str, open_local_mode: bool) -> None:

@@ -19,6 +19,7 @@ from application.queries.points import PointInLog
 from application.service import LedgerService
 from domain.errors import InvalidCommand, LedgerError
 from domain.fields import require_utc_offset
+from infrastructure.database import redacted
 from infrastructure.settings import ConfigurationError, Settings
 
 out = Console()
@@ -58,7 +59,7 @@ def service_for(settings: Settings, *, signing: bool = False) -> Iterator[Ledger
     except (LedgerError, ConfigurationError) as error:
         fail(getattr(error, "detail", str(error)))
     except Exception as error:  # the database is unreachable, or refuses us
-        fail(f"cannot open {settings.database().describe()}: {str(error).splitlines()[0]}")
+        fail(f"cannot open {settings.database().describe()}: {redacted(str(error).splitlines()[0])}")
     try:
         yield service
     except LedgerError as error:

@@ -40,3 +40,28 @@ def test_the_postgres_insert_is_a_retry_wrapper_around_the_plain_insert() -> Non
     assert callable(wrapped)
     assert wrapped is not PostgresApplicationRecorder.insert_events
     assert list(inspect.signature(wrapped).parameters)[:2] == ["self", "stored_events"]
+
+
+def test_the_postgres_reads_we_retry_ourselves_are_retry_wrappers() -> None:
+    from eventsourcing.postgres import PostgresTrackingRecorder
+
+    from infrastructure.eventsourcing_compat import unretried
+
+    for method in (
+        PostgresApplicationRecorder.select_events,
+        PostgresApplicationRecorder.select_notifications,
+        PostgresApplicationRecorder.max_notification_id,
+        PostgresTrackingRecorder.max_tracking_id,
+    ):
+        plain = unretried(method)
+        assert plain is not method and next(iter(inspect.signature(plain).parameters)) == "self"
+
+
+def test_the_pipelined_insert_calls_the_hooks_our_own_insert_calls() -> None:
+    source = inspect.getsource(PostgresApplicationRecorder.insert_events)
+    for hook in (
+        "self._insert_events(",
+        "self._insert_stored_events(",
+        "self._fetch_ids_after_insert_events(",
+    ):
+        assert hook in source, hook

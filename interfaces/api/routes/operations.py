@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from infrastructure.database import redacted
 from interfaces.api.dependencies import ReadCallDep, ServiceDep, reflects
-from interfaces.api.problems import PROBLEM_TYPE_PREFIX, title_for
+from interfaces.api.problems import PROBLEM_TYPE_PREFIX, HttpProblem, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS
 from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", response_model=HealthPublic)
@@ -22,7 +25,7 @@ def liveness() -> Any:
 
 
 @router.get("/readyz", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
-def readiness(service: ServiceDep) -> Any:
+def readiness(service: ServiceDep, request: Request) -> Any:
     try:
         readiness = service.readiness()
         if not readiness.ready:
@@ -38,12 +41,25 @@ def readiness(service: ServiceDep) -> Any:
             body = HealthPublic(status="unavailable", detail={"failed_projections": failures})
             return JSONResponse(body.model_dump(), status_code=503)
     except Exception as error:  # readiness reports any database failure, never raises
-        body = HealthPublic(status="unavailable", detail={"error": str(error).splitlines()[0]})
-        return JSONResponse(body.model_dump(), status_code=503)
+        reason = redacted(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        log.warning("not ready: %s", reason)
+        # The database's own words (hosts, users, schemas) go to the log and to callers
+        # with an API key only.
+        shown = reason if _authenticated(request) else "the database is unavailable"
+        body = HealthPublic(status="unavailable", detail={"error": shown})
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     return HealthPublic(
         status="ready",
         detail={"head_position": readiness.head_position, "projection_lag": readiness.projection_lag},
     )
+
+
+def _authenticated(request: Request) -> bool:
+    try:
+        request.app.state.authenticator.authenticate(request)
+    except HttpProblem:
+        return False
+    return True
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
