@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from application.redaction import redacted
 from domain.errors import InvalidCommand
 
 DEFAULT_DATABASE_URL = "sqlite:///decision-ledger.sqlite3"
 
 #: The password part of any URL's user info: `scheme://user:PASSWORD@`.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s/]*@")
-
-
-def redacted(text: str) -> str:
-    """The text with the password of every URL in it masked: what an error message, a log
-    line or a status line may show of a database URL."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 class InvalidDatabaseUrl(InvalidCommand):

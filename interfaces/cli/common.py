@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from application.queries.points import PointInLog
+from application.redaction import redacted
 from application.service import LedgerService
 from domain.errors import InvalidCommand, LedgerError
 from domain.fields import require_utc_offset
-from infrastructure.database import redacted
 from infrastructure.settings import ConfigurationError, Settings
 
 out = Console()

@@ -29,7 +29,7 @@ from domain.identity import decision_uuid
 from infrastructure.database import parse_database_url
 from tests.support.api import CONSOLE_SCRIPT, RUN_ID, decision_body, free_port, keyed
 from tests.support.databases import PostgresSchema
-from tests.support.polling import wait_until
+from tests.support.servers import wait_until_live
 
 pytestmark = pytest.mark.postgres
 
@@ -39,7 +39,6 @@ ROUNDS = 30
 #: The reported scenario: this many keys, each delivered DELIVERIES times across both servers.
 KEYS = 50
 DELIVERIES = 4
-STARTUP_TIMEOUT = 20.0
 
 
 def create_tables(url: str) -> None:
@@ -71,21 +70,6 @@ def start_server(
             stderr=subprocess.STDOUT,
         )
     return server, f"http://127.0.0.1:{port}", log
-
-
-def wait_until_live(server: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    def live() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(
-                f"the server at {base_url} exited with {server.returncode}:\n{log.read_text()}"
-            )
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    if not wait_until(live, STARTUP_TIMEOUT, interval=0.1):
-        raise AssertionError(f"the server at {base_url} was not live after {STARTUP_TIMEOUT} s")
 
 
 @pytest.fixture

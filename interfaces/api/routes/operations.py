@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from infrastructure.database import redacted
+from application.redaction import redacted
 from interfaces.api.dependencies import ReadCallDep, ServiceDep, reflects
 from interfaces.api.problems import PROBLEM_TYPE_PREFIX, HttpProblem, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS

@@ -29,9 +29,9 @@ import psycopg
 import pytest
 
 from domain.identity import decision_uuid
-from tests.api_helpers import CONSOLE_SCRIPT, MODEL, free_port
-from tests.conftest import postgres_required
-from tests.test_api_race_postgres import wait_until_live
+from tests.support.api import CONSOLE_SCRIPT, MODEL, free_port
+from tests.support.databases import postgres_required
+from tests.support.servers import wait_until_live
 
 pytestmark = pytest.mark.postgres
 

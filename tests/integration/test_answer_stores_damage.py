@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from infrastructure.answer_stores import SharedAnswers, StoredAnswer
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
-from tests.api_helpers import RUN_ID, decision_body, keyed, open_run
+from tests.support.api import RUN_ID, decision_body, keyed, open_run
 
 DATABASE = "sqlite:///answers-damage.sqlite3"
 HEADERS = [(b"content-type", b"application/json"), (b"idempotent-replayed", b"true")]

@@ -19,7 +19,7 @@ from psycopg import sql
 from application.ledger import DecisionLedger
 from domain.identity import run_uuid
 from infrastructure.database import parse_database_url
-from tests.test_append_only import REFUSAL, TAMPERING, RawTables, refusal_errors, write_some_history
+from tests.support.append_only import REFUSAL, TAMPERING, RawTables, refusal_errors, write_some_history
 
 #: Each protected table's primary key.
 KEYS = {

@@ -16,8 +16,8 @@ import pytest
 
 from infrastructure.settings import ConfigurationError, Settings
 from interfaces.api.app import create_app
-from tests.api_helpers import assert_problem, free_port, keyed
-from tests.test_api_race_postgres import wait_until_live
+from tests.support.api import assert_problem, free_port, keyed
+from tests.support.servers import wait_until_live
 
 
 def outward_address() -> str | None:

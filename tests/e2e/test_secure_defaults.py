@@ -14,9 +14,10 @@ import pytest
 from eventsourcing.persistence import OperationalError
 from fastapi.testclient import TestClient
 
-from infrastructure.database import InvalidDatabaseUrl, parse_database_url, redacted
+from application.redaction import redacted
+from infrastructure.database import InvalidDatabaseUrl, parse_database_url
 from infrastructure.settings import Settings
-from tests.api_helpers import AUDITOR_KEY, CONSOLE_SCRIPT, bearer
+from tests.support.api import AUDITOR_KEY, CONSOLE_SCRIPT, bearer
 
 PASSWORD = "s3cret-Pa55"
 #: What a driver might say when the database is gone: it names hosts, users, even a URL.

@@ -25,7 +25,7 @@ from application.ledger import DecisionLedger
 from application.ports import LedgerIndexRows
 from infrastructure.database import parse_database_url
 from infrastructure.postgres_store import PostgresLedgerRecorder
-from tests.conftest import PostgresSchema
+from tests.support.databases import PostgresSchema
 
 pytestmark = pytest.mark.postgres
 
