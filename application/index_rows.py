@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from application.ports import LedgerIndexRows
-from domain.action import Action
+from domain.action import Action, is_delivery_record
 from domain.decision import Decision
 from domain.ledger_aggregate import LedgerAggregate
 from domain.run import Run
@@ -35,7 +35,10 @@ def index_rows_for(domain_events: Sequence[Any], answers: Sequence[TokenAnswer] 
             rows.basis.extend((domain_event.run_id, input_id) for input_id in domain_event.input_ids)
         elif isinstance(domain_event, Run.Sealed):
             rows.seals.append((domain_event.run_id, domain_event.attempt))
-        elif isinstance(domain_event, (Decision.Event, Action.Event)):
+        elif isinstance(domain_event, (Decision.Event, Action.Event)) and not is_delivery_record(
+            domain_event
+        ):
+            # Carrying an action out goes on after a seal: the verdict reads the seal's position.
             gate = (domain_event.run_id, domain_event.attempt)
             if gate not in rows.gates:
                 rows.gates.append(gate)

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     shared_answers_dir: Path | None = None
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False
+    #: The effectors file (TOML): which action kinds the ledger carries out itself, and where.
+    effectors_file: Path | None = None
+    #: Run the dispatcher inside `serve` when effectors are configured (else run
+    #: `decision-ledger dispatch run`).
+    run_dispatcher: bool = True
+    #: Deliveries in flight at once, per dispatcher process.
+    dispatch_concurrency: int = Field(default=16, ge=1, le=512)
 
     # --- Tuning (defaults measured in `make bench`) ------------------------------------------
     #: Concurrent saves in one process share a transaction.

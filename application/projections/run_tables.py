@@ -16,6 +16,9 @@ SUMMARY_COUNTERS = (
     "actions_committed",
     "actions_failed",
     "actions_waived",
+    "delivery_attempts",
+    "delivery_failures",
+    "dead_letters",
     "event_count",
 )
 

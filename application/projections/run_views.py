@@ -15,6 +15,9 @@ Reconciliation, as of position P:
   unexpected  = decided at or before P, and not admitted at or before P
   pending     = actions whose status at P is `requested`
   failed      = actions whose status at P is `failed` (neither retried nor waived)
+
+The summary also counts the dispatcher's delivery attempts, failed attempts and dead
+letters (schedules used up; cumulative: a redelivery does not erase one).
 """
 
 from __future__ import annotations
@@ -356,6 +359,22 @@ class RunViewsProjection(LedgerProjection):
         if previous == "requested":
             summary["actions_pending"] -= 1
             summary["actions_failed"] += 1
+        if getattr(domain_event, "delivery", None) is not None:  # older events lack the field
+            # The dispatcher's last attempt failed: 410, or the schedule was used up.
+            summary["delivery_failures"] += 1
+            summary["dead_letters"] += int(domain_event.retryable)
+
+    @on_event.register
+    def _(
+        self, domain_event: Action.DeliveryStarted, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
+        summary["delivery_attempts"] += 1
+
+    @on_event.register
+    def _(
+        self, domain_event: Action.DeliveryFailed, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
+        summary["delivery_failures"] += 1
 
     @on_event.register
     def _(
