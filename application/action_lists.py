@@ -54,8 +54,9 @@ class ActionLists:
         """Actions in ID order, now or as of a position; `after` is the last ID of the
         previous page."""
         position = self.read_models.reading_position(as_of_position)
+        params: list[object] = []
         if as_of_position is None:
-            where, params = ["valid_to IS NULL"], []
+            where = ["valid_to IS NULL"]
         else:
             where = ["valid_from <= ?", "(valid_to IS NULL OR valid_to > ?)"]
             params = [position, position]

@@ -39,7 +39,8 @@ def due_at(action: Action, effector: Effector) -> datetime | None:
     in_flight = action.delivery_in_flight
     if in_flight is not None:
         # No outcome recorded: presumed lost once its answer could no longer come.
-        return in_flight["started_at"] + timedelta(seconds=effector.timeout_s + STUCK_GRACE_S)
+        started_at: datetime = in_flight["started_at"]
+        return started_at + timedelta(seconds=effector.timeout_s + STUCK_GRACE_S)
     if action.deliveries_in_schedule == 0:
         started = action.next_delivery_at or action.created_on
         return started + timedelta(seconds=effector.retry_schedule_s[0])
