@@ -91,6 +91,8 @@ class Answers:
             external_ref=action.external_ref,
             result=action.result,
             waive_reason=action.waive_reason,
+            dispatch=action.dispatch_state.value,
+            deliveries=[dict(delivery) for delivery in action.deliveries],
             requested_at=action.created_on,
             updated_at=action.modified_on,
             version=action.version,

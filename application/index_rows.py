@@ -35,9 +35,21 @@ def index_rows_for(domain_events: Sequence[Any], answers: Sequence[TokenAnswer] 
             rows.basis.extend((domain_event.run_id, input_id) for input_id in domain_event.input_ids)
         elif isinstance(domain_event, Run.Sealed):
             rows.seals.append((domain_event.run_id, domain_event.attempt))
-        elif isinstance(domain_event, (Decision.Event, Action.Event)):
+        elif isinstance(domain_event, (Decision.Event, Action.Event)) and not is_delivery_record(
+            domain_event
+        ):
+            # Carrying an action out goes on after a seal: the verdict reads the seal's position.
             gate = (domain_event.run_id, domain_event.attempt)
             if gate not in rows.gates:
                 rows.gates.append(gate)
     rows.tokens.extend((answer.token, answer.fingerprint, None, None, answer.answer) for answer in answers)
     return rows
+
+
+def is_delivery_record(domain_event: Any) -> bool:
+    """Whether an event records the dispatcher's work (or an operator's redelivery): history
+    of carrying the action out, which a sealed run attempt does not refuse."""
+    return (
+        isinstance(domain_event, (Action.DeliveryStarted, Action.DeliveryFailed, Action.RedeliveryRequested))
+        or getattr(domain_event, "delivery", None) is not None
+    )

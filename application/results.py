@@ -85,6 +85,10 @@ class ActionView:
     external_ref: str | None
     result: dict[str, Any] | None
     waive_reason: str | None
+    #: Where the action stands with the dispatcher (domain.delivery.DispatchState).
+    dispatch: str
+    #: Every delivery attempt: attempt, effector, started_at, status_code, error, latency_ms, outcome.
+    deliveries: list[dict[str, Any]]
     requested_at: datetime
     updated_at: datetime
     version: int

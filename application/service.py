@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from prometheus_client import CollectorRegistry
+
+from application.action_lists import ActionLists
 from application.answers import Answers
 from application.closing import RunCloser
 from application.commands import Commands
+from application.dispatch.dispatcher import Dispatcher
+from application.dispatch.metrics import DispatchMetrics
 from application.ledger import DecisionLedger, LedgerTuning
 from application.projections.runtime import Difference, ProjectionFailure, Projections, ProjectionStatus
 from application.projections.worker import ProjectionWorker
@@ -21,6 +26,7 @@ from application.queries.proofs import decision_inclusion_proof
 from application.queries.read_models import ReadModels
 from application.store_verification import ChainReport, StoreVerifier, verify_audit_log
 from domain.clock import Clock, system_clock
+from infrastructure.effectors import NO_EFFECTORS, Effectors
 
 Progress = Callable[[int], None]
 
@@ -48,6 +54,8 @@ class LedgerService:
     signer: SigningKey
     library_env: dict[str, str]
     worker: ProjectionWorker | None = field(default=None)
+    effectors: Effectors = field(default=NO_EFFECTORS)
+    dispatcher: Dispatcher | None = field(default=None)
 
     @classmethod
     def build(
@@ -59,6 +67,7 @@ class LedgerService:
         close_timeout: float = 15.0,
         tuning: LedgerTuning | None = None,
         clock: Clock = system_clock,
+        effectors: Effectors = NO_EFFECTORS,
     ) -> LedgerService:
         ledger = DecisionLedger(env=library_env, tuning=tuning, clock=clock)
         commands = Commands.over(ledger)
@@ -66,7 +75,17 @@ class LedgerService:
         read_models = ReadModels(projections, wait_timeout=read_timeout)
         closer = RunCloser(ledger, commands.runs, read_models, signer, catch_up_timeout=close_timeout)
         queries = AggregateQueries(ledger, Answers(ledger))
-        return cls(ledger, commands, queries, projections, read_models, closer, signer, library_env)
+        return cls(
+            ledger,
+            commands,
+            queries,
+            projections,
+            read_models,
+            closer,
+            signer,
+            library_env,
+            effectors=effectors,
+        )
 
     # --- The point of the log a read is about ---------------------------------------------
 
@@ -151,7 +170,32 @@ class LedgerService:
         """Follow the log in this process until interrupted (`projections run`)."""
         ProjectionWorker(self.projections, self.library_env).run_forever()
 
+    # --- Dispatch ------------------------------------------------------------------------------
+
+    @property
+    def actions(self) -> ActionLists:
+        """Listing actions (by status, kind, run) for operators."""
+        return ActionLists(self.ledger, self.projections, self.read_models, self.queries)
+
+    def start_dispatcher(
+        self, concurrency: int, registry: CollectorRegistry | None = None
+    ) -> Dispatcher | None:
+        """Carry out the actions the effectors receive, in this process (none configured: no-op)."""
+        if self.dispatcher is None and self.effectors:
+            self.dispatcher = Dispatcher(
+                self.ledger,
+                self.projections,
+                self.effectors,
+                concurrency=concurrency,
+                metrics=DispatchMetrics(registry),
+            )
+            self.dispatcher.start()
+        return self.dispatcher
+
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+            self.dispatcher = None
         if self.worker is not None:
             self.worker.stop()
             self.worker = None

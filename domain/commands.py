@@ -297,3 +297,14 @@ class WaiveAction(Command):
 
     def payload(self) -> dict[str, Any]:
         return {"action_id": str(self.action_id), "reason": self.reason}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedeliverAction(Command):
+    """Start a fresh delivery schedule for a failed action (operators only)."""
+
+    name: ClassVar[str] = "redeliver_action"
+    action_id: UUID
+
+    def payload(self) -> dict[str, Any]:
+        return {"action_id": str(self.action_id)}

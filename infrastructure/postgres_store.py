@@ -225,12 +225,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
 
     def _write_index(self, c: Cursor[DictRow], rows: LedgerIndexRows) -> None:
         # Arrays go in binary (%b): the text format escapes every element with a regex.
+        # Never server-prepared: when a conflict aborts the pipeline, a statement being
+        # prepared behind it was believed prepared, and the connection then failed with
+        # 'prepared statement does not exist' (two dispatchers racing showed it at once).
         if rows.seals:
             c.execute(
                 SQL("INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::integer[])").format(
                     self._table("seals")
                 ),
                 ([run_id for run_id, _ in rows.seals], [attempt for _, attempt in rows.seals]),
+                prepare=False,
             )
         # The gate after the seal rows: group commit may put a seal and a decision of the same
         # attempt in one transaction, and the gate must see that seal too.
@@ -238,6 +242,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             c.execute(
                 SQL("SELECT {}(%s, %s)").format(self._ident(self.gate_function)),
                 ([run_id for run_id, _ in rows.gates], [attempt for _, attempt in rows.gates]),
+                prepare=False,
             )
         if rows.basis:
             c.execute(
@@ -245,6 +250,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                     self._table("basis")
                 ),
                 ([run_id for run_id, _ in rows.basis], [input_id for _, input_id in rows.basis]),
+                prepare=False,
             )
         if rows.tokens:
             columns = list(zip(*rows.tokens, strict=True))
@@ -258,6 +264,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                     "  AND e.originator_version = x.originator_version"
                 ).format(tokens=self._table("tokens"), events=self._ident(self.events_table_name)),
                 [list(column) for column in columns],
+                prepare=False,
             )
         if rows.events:
             # Knowledge time is taken under the writers' lock and never goes backwards.
@@ -273,6 +280,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
                     " RETURNING recorded_at"
                 ).format(positions=self._table("positions"), events=self._ident(self.events_table_name)),
                 [list(column) for column in zip(*rows.events, strict=True)],
+                prepare=False,
             )
 
     def insert_token_response(self, token: str, fingerprint: str, response: str) -> None:

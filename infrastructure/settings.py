@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     database_retry_deadline: float = Field(default=OutageBounds.retry_deadline, ge=0, le=600)
     #: Seconds an SQLite writer waits for the database file's lock.
     sqlite_lock_timeout: float = Field(default=OutageBounds.sqlite_lock_timeout, ge=1, le=600)
+    #: The effectors file (TOML): which action kinds the ledger carries out itself, and where.
+    effectors_file: Path | None = None
+    #: Run the dispatcher inside `serve` when effectors are configured (else run
+    #: `decision-ledger dispatch run`).
+    run_dispatcher: bool = True
+    #: Deliveries in flight at once, per dispatcher process.
+    dispatch_concurrency: int = Field(default=16, ge=1, le=512)
 
     # --- Tuning (defaults measured in `make bench`) ------------------------------------------
     #: Concurrent saves in one process share a transaction.

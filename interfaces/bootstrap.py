@@ -7,6 +7,7 @@ from pathlib import Path
 from application.ledger import LedgerTuning
 from application.service import LedgerService
 from domain.clock import Clock, system_clock
+from infrastructure.effectors import load_effectors
 from infrastructure.settings import ConfigurationError, Settings
 from infrastructure.signing import Signer
 
@@ -54,6 +55,8 @@ def ledger_tuning(settings: Settings) -> LedgerTuning:
 
 
 def build_service(settings: Settings, *, signing: bool = True, clock: Clock = system_clock) -> LedgerService:
+    """The effectors file is read first: a bad one is refused before anything is opened."""
+    effectors = load_effectors(settings.effectors_file)
     return LedgerService.build(
         settings.library_env(),
         signer_for(settings) if signing else NoSigningKey(),
@@ -61,4 +64,5 @@ def build_service(settings: Settings, *, signing: bool = True, clock: Clock = sy
         close_timeout=settings.close_timeout,
         tuning=ledger_tuning(settings),
         clock=clock,
+        effectors=effectors,
     )

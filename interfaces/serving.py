@@ -90,15 +90,23 @@ def serve_api(settings: Settings) -> None:
                 "DECISION_LEDGER_DATABASE_URL": settings.database_url,
                 "DECISION_LEDGER_SIGNING_KEY_FILE": str(key_file),
                 "DECISION_LEDGER_RUN_PROJECTIONS": "false",
+                "DECISION_LEDGER_RUN_DISPATCHER": "false",
                 "DECISION_LEDGER_SHARED_ANSWERS_DIR": str(answers_dir),
             }
         )
+        if settings.effectors_file is not None:
+            os.environ["DECISION_LEDGER_EFFECTORS_FILE"] = str(settings.effectors_file.absolute())
         if settings.run_projections:
             projection_worker = subprocess.Popen(
                 [sys.executable, "-m", "interfaces.cli", "projections", "run"]
             )
             cleanup.callback(projection_worker.wait, timeout=30)
             cleanup.callback(projection_worker.terminate)
+        if settings.run_dispatcher and settings.effectors_file is not None:
+            # One dispatcher beside the API workers, as for the projections.
+            dispatcher = subprocess.Popen([sys.executable, "-m", "interfaces.cli", "dispatch", "run"])
+            cleanup.callback(dispatcher.wait, timeout=30)
+            cleanup.callback(dispatcher.terminate)
         uvicorn.run(
             "interfaces.serving:worker_app",
             factory=True,

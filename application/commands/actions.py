@@ -1,4 +1,5 @@
-"""Action commands: request an action for a decision, then commit, fail or waive it."""
+"""Action commands: request an action for a decision, then commit, fail or waive it, or
+redeliver it (the dispatcher carries out the kinds an effector receives)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from application.ledger import DecisionLedger
 from application.results import ActionView, CommandResult
 from domain import errors
 from domain.action import Action
-from domain.commands import CommitAction, FailAction, RequestAction, WaiveAction
+from domain.commands import CommitAction, FailAction, RedeliverAction, RequestAction, WaiveAction
 from domain.decision import Decision
 
 Transition = Callable[[Action, CommitAction | FailAction | WaiveAction, int], int | None]
@@ -56,6 +57,20 @@ class ActionCommands:
 
     def waive(self, command: WaiveAction) -> CommandResult[ActionView]:
         return self._transition(command, Action.waive)  # type: ignore[arg-type]
+
+    def redeliver(self, command: RedeliverAction) -> CommandResult[ActionView]:
+        """A fresh delivery schedule for a failed action; not gated by the run's state."""
+
+        def attempt(first: bool) -> CommandResult[ActionView]:
+            if not first and (receipt := self.execution.receipt(command)):
+                return self.execution.replayed(receipt, Action, self.answers.action)
+            action = self.ledger.load(command.action_id, Action, errors.ActionNotFound)
+            replayed = action.redeliver(command, self.ledger.clock())
+            if replayed is not None:
+                return self.execution.answered_at(action.id, Action, replayed, self.answers.action)
+            return self.execution.saved(action, self.answers.action)
+
+        return self.execution.execute(command, attempt)
 
     def _transition(
         self, command: CommitAction | FailAction | WaiveAction, transition: Transition

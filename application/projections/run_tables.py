@@ -1,5 +1,20 @@
 """The tables of the runs projection: their columns, their DDL, and each table's rows
-as of a position (what `projections verify` compares with a rebuild)."""
+as of a position (what `projections verify` compares with a rebuild).
+
+- summary:   one row per run per event of that run (the counts after that event).
+- inputs:    per (run, input): when it was admitted, when a decision was recorded.
+- decisions: per decision and version: its outcome then in force.
+- actions:   per action and version: its status.
+
+Reconciliation, as of position P:
+  missing     = admitted at or before P, and not decided at or before P
+  unexpected  = decided at or before P, and not admitted at or before P
+  pending     = actions whose status at P is `requested`
+  failed      = actions whose status at P is `failed` (neither retried nor waived)
+
+The summary also counts the dispatcher's delivery attempts, failed attempts and dead
+letters (schedules used up; cumulative: a redelivery does not erase one).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +31,9 @@ SUMMARY_COUNTERS = (
     "actions_committed",
     "actions_failed",
     "actions_waived",
+    "delivery_attempts",
+    "delivery_failures",
+    "dead_letters",
     "event_count",
 )
 

@@ -4,17 +4,7 @@ always describe the same position.
 Every table is temporal: a row holds over the position range [valid_from, valid_to),
 or says at which positions an input was admitted and decided. An as-of read is an
 index lookup, and a view can be compared with a rebuild as of any position.
-
-- summary:   one row per run per event of that run (the counts after that event).
-- inputs:    per (run, input): when it was admitted, when a decision was recorded.
-- decisions: per decision and version: its outcome then in force.
-- actions:   per action and version: its status.
-
-Reconciliation, as of position P:
-  missing     = admitted at or before P, and not decided at or before P
-  unexpected  = decided at or before P, and not admitted at or before P
-  pending     = actions whose status at P is `requested`
-  failed      = actions whose status at P is `failed` (neither retried nor waived)
+The tables, and what reconciliation reads from them, are described in run_tables.py.
 """
 
 from __future__ import annotations
@@ -356,6 +346,22 @@ class RunViewsProjection(LedgerProjection):
         if previous == "requested":
             summary["actions_pending"] -= 1
             summary["actions_failed"] += 1
+        if getattr(domain_event, "delivery", None) is not None:  # older events lack the field
+            # The dispatcher's last attempt failed: 410, or the schedule was used up.
+            summary["delivery_failures"] += 1
+            summary["dead_letters"] += int(domain_event.retryable)
+
+    @on_event.register
+    def _(
+        self, domain_event: Action.DeliveryStarted, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
+        summary["delivery_attempts"] += 1
+
+    @on_event.register
+    def _(
+        self, domain_event: Action.DeliveryFailed, cursor: ViewCursor, summary: Any, position: EventPosition
+    ) -> None:
+        summary["delivery_failures"] += 1
 
     @on_event.register
     def _(

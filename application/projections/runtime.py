@@ -21,6 +21,7 @@ from eventsourcing.persistence import Tracking
 from application.ledger import DecisionLedger
 from application.projections.audit_log import AuditLogProjection, audit_log_as_of
 from application.projections.base import LedgerProjection
+from application.projections.outbox import OutboxProjection, outbox_as_of
 from application.projections.run_tables import run_views_as_of
 from application.projections.run_views import RunViewsProjection
 from infrastructure.view_store import ViewStore, open_view_store
@@ -52,6 +53,12 @@ PROJECTION_KINDS: dict[str, ProjectionKind] = {
             AuditLogProjection.table_names,
             lambda view, app: AuditLogProjection(view, app.index, app.mapper),
             audit_log_as_of,
+        ),
+        ProjectionKind(
+            "outbox",
+            OutboxProjection.table_names,
+            lambda view, app: OutboxProjection(view, app.index),
+            outbox_as_of,
         ),
     )
 }

@@ -15,6 +15,7 @@ from domain.action import Action
 from domain.decision import Decision
 from domain.fields import validate_run_id
 from domain.identity import run_uuid
+from domain.ledger_aggregate import LedgerAggregate
 from domain.run import Run
 
 #: Event fields a history entry shows elsewhere, or not at all.
@@ -65,15 +66,28 @@ class AggregateQueries:
         return self.decision(decision_id, as_of_position=as_of_position, valid_at=valid_at)
 
     def decision_history(self, decision_id: UUID, *, as_of_position: int | None = None) -> list[HistoryEntry]:
-        decision = self.ledger.load_as_of(decision_id, Decision, errors.DecisionNotFound, as_of_position)
+        return self._history(decision_id, Decision, errors.DecisionNotFound, as_of_position)
+
+    def action_history(self, action_id: UUID, *, as_of_position: int | None = None) -> list[HistoryEntry]:
+        """Every event of an action: its request, each delivery attempt, its outcome."""
+        return self._history(action_id, Action, errors.ActionNotFound, as_of_position)
+
+    def _history(
+        self,
+        aggregate_id: UUID,
+        kind: type[LedgerAggregate],
+        missing: type[errors.NotFound],
+        as_of_position: int | None,
+    ) -> list[HistoryEntry]:
+        aggregate = self.ledger.load_as_of(aggregate_id, kind, missing, as_of_position)
         entries = []
-        for domain_event in self.ledger.events.get(decision_id, lte=decision.version):
+        for domain_event in self.ledger.events.get(aggregate_id, lte=aggregate.version):
             state = dict(vars(domain_event))
             state_timestamp = state.pop("timestamp")
-            position = self.ledger.index.event_position(decision_id, domain_event.originator_version)
+            position = self.ledger.index.event_position(aggregate_id, domain_event.originator_version)
             if position is None:
                 raise errors.NothingKnownYet(
-                    f"event {domain_event.originator_version} of {decision_id} is not indexed"
+                    f"event {domain_event.originator_version} of {aggregate_id} is not indexed"
                 )
             entries.append(
                 HistoryEntry(

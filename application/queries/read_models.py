@@ -55,6 +55,10 @@ class ReadModels:
                 f"the read models have not reached position {target} yet; retry shortly"
             )
 
+    def reading_position(self, as_of_position: int | None) -> int:
+        """The position an answer from the views reflects (for queries built elsewhere)."""
+        return self._reading_position(as_of_position)
+
     def _reading_position(self, as_of_position: int | None) -> int:
         """The position an answer reflects: the views' own, or an earlier one asked for."""
         views_at = min(self.projections.live_store(name).position() for name in self.projections.names)
@@ -120,6 +124,9 @@ class ReadModels:
                 "committed": row["actions_committed"],
                 "failed": row["actions_failed"],
                 "waived": row["actions_waived"],
+                "delivery_attempts": row["delivery_attempts"],
+                "delivery_failures": row["delivery_failures"],
+                "dead_letters": row["dead_letters"],
             },
             audit_records=audit_records,
             event_count=row["event_count"],

@@ -296,6 +296,23 @@ class ActionWaive(Incoming):
     reason: Text
 
 
+class DeliveryPublic(Outgoing):
+    """One attempt to carry an action out (see "Receiving actions" in the README)."""
+
+    attempt: int
+    effector: str
+    started_at: datetime
+    status_code: int | None
+    error: str | None
+    latency_ms: float | None
+    #: None while in flight; then delivered, failed, or lost (no outcome was recorded).
+    outcome: Literal["delivered", "failed", "lost", "abandoned"] | None
+
+
+class RedeliverCreate(Incoming):
+    """Redelivering takes no fields; an empty object is accepted."""
+
+
 class ActionPublic(Outgoing):
     action_id: str
     run_id: str
@@ -311,10 +328,24 @@ class ActionPublic(Outgoing):
     external_ref: str | None
     result: dict[str, Any] | None
     waive_reason: str | None
+    #: waiting, in_flight, delivered, dead_lettered, stopped (410), or none (settled by a caller).
+    dispatch: Literal["waiting", "in_flight", "delivered", "dead_lettered", "stopped", "none"]
+    deliveries: list[DeliveryPublic]
     requested_at: datetime
     updated_at: datetime
     version: int
     position: int
+
+
+class ActionListPublic(BaseModel):
+    actions: list[ActionPublic]
+    next_after: str | None
+    as_of_position: int
+
+
+class ActionHistoryPublic(BaseModel):
+    action_id: UUID
+    events: list[HistoryEntryPublic]
 
 
 # --- Audit, keys, health ----------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from interfaces.cli import audit, keys, projections, runs, serve
+from interfaces.cli import audit, dispatch, keys, projections, runs, serve
 
 app = typer.Typer(
     help="decision-ledger: a governed decisioning ledger.", no_args_is_help=True, add_completion=False
@@ -22,6 +22,8 @@ for sub_app, name in (
     (keys.api_keys_app, "api-keys"),
     (runs.runs_app, "runs"),
     (runs.decisions_app, "decisions"),
+    (dispatch.dispatch_app, "dispatch"),
+    (dispatch.actions_app, "actions"),
 ):
     app.add_typer(sub_app, name=name)
 

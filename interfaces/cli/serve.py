@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,15 +16,23 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="API worker processes (default 1)")] = None,
+    effectors_file: Annotated[
+        Path | None, typer.Option("--effectors-file", help="Effectors (TOML) the dispatcher delivers to")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Serve the REST API with uvicorn (OpenAPI at /openapi.json, docs at /docs)."""
+    """Serve the REST API with uvicorn (OpenAPI at /openapi.json, docs at /docs), and
+    dispatch the actions the effectors file names."""
     from interfaces.api.security import refuse_open_mode_off_loopback
+    from interfaces.bootstrap import load_effectors
     from interfaces.serving import serve_api
 
-    settings = load_settings(database_url, host=host, port=port, workers=workers)
+    settings = load_settings(
+        database_url, host=host, port=port, workers=workers, effectors_file=effectors_file
+    )
     try:
         refuse_open_mode_off_loopback(settings.host, settings.open_local_mode)
+        load_effectors(settings.effectors_file)  # a bad file: one line, and nothing starts
     except ConfigurationError as error:
         fail(str(error))
     mode = "open local mode (no API keys)" if settings.open_local_mode else "API keys required"

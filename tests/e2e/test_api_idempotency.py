@@ -171,6 +171,17 @@ ENDPOINTS = [
         unknown_target="action-not-found",
     ),
     WriteEndpoint(
+        # Redelivering carries no payload either: the path names the action.
+        "redeliver-action",
+        f"/actions/{ACTION_ID}/redeliver",
+        200,
+        a_failed_action,
+        body=None,
+        other_body=None,
+        invalid_body={"force": True},
+        unknown_target="action-not-found",
+    ),
+    WriteEndpoint(
         "correct-decision",
         f"/decisions/{DECISION_ID}/corrections",
         201,

@@ -17,6 +17,9 @@ from fastapi.testclient import TestClient
 from domain.basis import basis_digest
 from tests.support.operator import Operator
 
+#: A run with no dispatched action: the dispatcher made no delivery.
+NO_DELIVERIES = {"delivery_attempts": 0, "delivery_failures": 0, "dead_letters": 0}
+
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> None:
     assert response.status_code == status, response.text
@@ -77,7 +80,14 @@ def test_a_run_whose_outputs_reconcile_with_its_basis_commits(operator: Operator
     counts = verdict["summary"]
     assert (counts["admitted"], counts["decisions"], counts["missing"], counts["unexpected"]) == (3, 3, 0, 0)
     assert counts["outcomes"] == {"approve": 2, "decline": 1}
-    assert counts["actions"] == {"requested": 1, "pending": 0, "committed": 1, "failed": 0, "waived": 0}
+    assert counts["actions"] == {
+        "requested": 1,
+        "pending": 0,
+        "committed": 1,
+        "failed": 0,
+        "waived": 0,
+        **NO_DELIVERIES,
+    }
     assert counts["basis_digest"] == basis_digest(["txn-1", "txn-2", "txn-3"])
     assert (
         counts["audit_records"] == counts["events"] == 8
@@ -240,6 +250,7 @@ def test_a_pending_action_makes_the_run_red_until_it_is_committed(operator: Oper
         "committed": 1,
         "failed": 0,
         "waived": 0,
+        **NO_DELIVERIES,
     }
 
 
@@ -269,6 +280,7 @@ def test_a_failed_action_makes_the_run_red_until_it_is_waived(operator: Operator
         "committed": 0,
         "failed": 0,
         "waived": 1,
+        **NO_DELIVERIES,
     }
 
 

@@ -35,6 +35,9 @@ from tests.support.story import (
     story_told_on,
 )
 
+#: A run with no dispatched action: the dispatcher made no delivery.
+NO_DELIVERIES = {"delivery_attempts": 0, "delivery_failures": 0, "dead_letters": 0}
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def told(
@@ -104,7 +107,7 @@ def test_the_run_is_shown_as_it_stood_at_each_step(api: TestClient, story: Story
 
 
 def test_the_summary_counts_what_was_known_at_each_step(api: TestClient, story: Story) -> None:
-    no_actions = {"requested": 0, "pending": 0, "committed": 0, "failed": 0, "waived": 0}
+    no_actions = {"requested": 0, "pending": 0, "committed": 0, "failed": 0, "waived": 0, **NO_DELIVERIES}
     requested = {**no_actions, "requested": 1, "pending": 1}
     sent = {**no_actions, "requested": 1, "committed": 1}
     # (status, attempt, admitted, decisions, outcomes, corrected, missing, actions) at each step.

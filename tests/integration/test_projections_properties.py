@@ -123,6 +123,10 @@ class RunFacts:
                 "committed": statuses["committed"],
                 "failed": statuses["failed"],
                 "waived": statuses["waived"],
+                # No effector in these stories: the dispatcher made no delivery.
+                "delivery_attempts": 0,
+                "delivery_failures": 0,
+                "dead_letters": 0,
             },
             "event_count": self.events,
             "audit_records": self.events,

@@ -381,6 +381,10 @@ class RunFold:
                 "committed": statuses["committed"],
                 "failed": statuses["failed"],
                 "waived": statuses["waived"],
+                # No effector in these stories: the dispatcher made no delivery.
+                "delivery_attempts": 0,
+                "delivery_failures": 0,
+                "dead_letters": 0,
             },
             "event_count": self.event_count,
             "audit_records": self.event_count,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from domain.action import Action, ActionStatus
+from domain.action import Action
 from domain.commands import (
     CommitAction,
     FailAction,
     WaiveAction,
 )
+from domain.delivery import ActionStatus
 from domain.errors import (
     ActionAlreadyCommitted,
     ActionNotRetryable,

@@ -1,0 +1,1 @@
+"""Carrying actions out: the outbox dispatcher and what it needs."""
