@@ -30,6 +30,7 @@ from application.proof_checks import VerificationFailed, verify_run_proof
 from application.store_verification import ChainReport, StoreVerifier
 from infrastructure.database import parse_database_url
 from infrastructure.settings import Settings
+from infrastructure.signing import Signer
 from interfaces.api.app import create_app
 from interfaces.bootstrap import build_service
 from tests.conftest import PostgresSchema
@@ -159,6 +160,8 @@ class History:
             "verify",
             "--database-url",
             self.database_url,
+            "--public-key",
+            Signer.from_hex(self.signing_key).public_key,
             *options,
             cwd=self.workdir,
             signing_key=self.signing_key,
@@ -256,11 +259,18 @@ def test_an_untouched_store_passes_audit_verify_with_its_proof(history: History)
 
 
 def test_audit_verify_checks_just_the_range_asked_for(history: History) -> None:
-    # From the first decision to the seal: exactly those positions are checked.
+    # From the first decision to the seal: the run proof sealed in the range is checked,
+    # so the check starts where that run begins (position 1) and ends at the seal.
     first, last = history.positions["a"], history.positions["seal"]
     cli = history.audit_verify("--from", str(first), "--to", str(last))
     assert cli.returncode == 0, cli.stderr
-    assert f"ok: {last - first + 1} events, chain intact up to position {last}" in cli.stdout, cli.stdout
+    assert f"ok: {last} events, chain intact up to position {last}" in cli.stdout, cli.stdout
+    assert "1 run proof(s) match" in cli.stdout, cli.stdout
+
+    # After the seal, no proof: exactly the positions asked for.
+    after = history.audit_verify("--from", str(last + 1))
+    assert after.returncode == 0, after.stderr
+    assert f"ok: {history.head - last} events, chain intact up to position {history.head}" in after.stdout
 
     # The verifier, started from the audit log's hash before `first`, agrees.
     report = history.verify_directly(from_position=first, to_position=last)
@@ -288,9 +298,11 @@ def test_a_range_check_finds_an_edit_inside_it_and_passes_either_side(history: H
         events.drop_append_only_triggers()
         events.edit_state(edited, lambda state: state.update(score=0.99))
 
-    # The ranges before and after it still chain correctly ...
+    # The ranges before it, and after the seal of its run, still chain correctly (a range
+    # holding the seal checks the run's proof, from the run's first event: it would fail) ...
     assert history.audit_verify("--to", str(edited - 1)).returncode == 0
-    assert history.audit_verify("--from", str(edited + 1)).returncode == 0
+    assert history.audit_verify("--from", str(history.positions["seal"] + 1)).returncode == 0
+    assert history.audit_verify("--from", str(edited + 1)).returncode == 1
 
     # ... and a range of just that position fails there.
     cli = history.audit_verify("--from", str(edited), "--to", str(edited))
