@@ -9,6 +9,7 @@ resumed by the next close of the same run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from application.commands.runs import RunCommands
@@ -31,12 +32,15 @@ class RunCloser:
         signer: SigningKey,
         *,
         catch_up_timeout: float = 10.0,
+        on_seal: Callable[[], Any] = lambda: None,
     ) -> None:
         self.ledger = ledger
         self.runs = runs
         self.read_models = read_models
         self.signer = signer
         self.catch_up_timeout = catch_up_timeout
+        #: Called once the read models reached a seal: a signed checkpoint that covers it.
+        self.on_seal = on_seal
 
     def close(self, command: CloseRun) -> CommandResult[CloseView]:
         finished = self.ledger.index.token_receipt(verdict_token(command.token))
@@ -55,6 +59,7 @@ class RunCloser:
         seal_position = self.ledger.seal_position(run)
         # Fail closed: without views that reached the seal there is no evidence.
         self.read_models.wait_for(seal_position, timeout=self.catch_up_timeout)
+        self.on_seal()
         evidence = self.read_models.evidence(command.run_id, seal_position)
         result = self.runs.record_verdict(
             command, evidence, lambda sealed_run: self._proof(sealed_run, evidence)

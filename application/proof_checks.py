@@ -20,12 +20,13 @@ from application.proofs import (
     head_leaf_hash,
     unsigned_bytes,
 )
+from domain import errors
 from domain.canonical import canonical_json
 
 Progress = Callable[[int], None]
 
 
-class VerificationFailed(Exception):
+class VerificationFailed(errors.VerificationFailed):
     """A proof or the log does not hold. The message says why, in one line."""
 
 

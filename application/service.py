@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,9 @@ from application.queries.points import PointInLog
 from application.queries.proofs import decision_inclusion_proof
 from application.queries.read_models import ReadModels
 from application.store_verification import ChainReport, StoreVerifier, verify_audit_log
+from application.transparency_log import CheckpointScheduler, SigningKeys, TransparencyLog
 from domain.clock import Clock, system_clock
+from infrastructure.checkpoint_store import CHECKPOINTS_TABLE, open_checkpoint_store
 from infrastructure.effectors import NO_EFFECTORS, Effectors
 
 Progress = Callable[[int], None]
@@ -53,9 +56,12 @@ class LedgerService:
     closer: RunCloser
     signer: SigningKey
     library_env: dict[str, str]
+    transparency: TransparencyLog
+    checkpoint_interval: float = 60.0
     worker: ProjectionWorker | None = field(default=None)
     effectors: Effectors = field(default=NO_EFFECTORS)
     dispatcher: Dispatcher | None = field(default=None)
+    scheduler: CheckpointScheduler | None = field(default=None)
 
     @classmethod
     def build(
@@ -68,12 +74,33 @@ class LedgerService:
         tuning: LedgerTuning | None = None,
         clock: Clock = system_clock,
         effectors: Effectors = NO_EFFECTORS,
+        keys: Callable[[], SigningKeys] | None = None,
+        origin: str = "decision-ledger/ledger",
+        checkpoint_dir: Path | None = None,
+        checkpoint_interval: float = 60.0,
     ) -> LedgerService:
         ledger = DecisionLedger(env=library_env, tuning=tuning, clock=clock)
         commands = Commands.over(ledger)
         projections = Projections(ledger)
         read_models = ReadModels(projections, wait_timeout=read_timeout)
-        closer = RunCloser(ledger, commands.runs, read_models, signer, catch_up_timeout=close_timeout)
+        checkpoints = open_checkpoint_store(ledger.factory.datastore)  # type: ignore[attr-defined]
+        ledger.recorder.protect(CHECKPOINTS_TABLE)  # type: ignore[attr-defined]
+        transparency = TransparencyLog(
+            projections,
+            checkpoints,
+            keys or _keys_of(signer, origin),
+            origin,
+            events=ledger.recorder,
+            checkpoint_dir=checkpoint_dir,
+        )
+        closer = RunCloser(
+            ledger,
+            commands.runs,
+            read_models,
+            signer,
+            catch_up_timeout=close_timeout,
+            on_seal=transparency.make_checkpoint,
+        )
         queries = AggregateQueries(ledger, Answers(ledger))
         return cls(
             ledger,
@@ -84,6 +111,8 @@ class LedgerService:
             closer,
             signer,
             library_env,
+            transparency,
+            checkpoint_interval,
             effectors=effectors,
         )
 
@@ -124,6 +153,7 @@ class LedgerService:
             audited_to=self.projections.live_store("audit").position(),
             count_after=index.count_after,
             chain_hash_before=self.read_models.chain_hash_before,
+            run_start=lambda run_id: self.read_models.audit(run_id=run_id, limit=1).records[0].position,
             verify_proof=verify_proof,
             from_position=from_position,
             to_position=to_position,
@@ -165,9 +195,12 @@ class LedgerService:
         if self.worker is None:
             self.worker = ProjectionWorker(self.projections, self.library_env, on_failure=on_failure)
             self.worker.start()
+        self.start_checkpoints()
 
     def follow_forever(self) -> None:
-        """Follow the log in this process until interrupted (`projections run`)."""
+        """Follow the log in this process until interrupted (`projections run`); the
+        follower of the log makes the periodic checkpoints."""
+        self.start_checkpoints()
         ProjectionWorker(self.projections, self.library_env).run_forever()
 
     # --- Dispatch ------------------------------------------------------------------------------
@@ -192,12 +225,35 @@ class LedgerService:
             self.dispatcher.start()
         return self.dispatcher
 
+    def start_checkpoints(self) -> None:
+        """Make a checkpoint every checkpoint_interval seconds when the log grew."""
+        if self.scheduler is None:
+            self.scheduler = CheckpointScheduler(self.transparency, self.checkpoint_interval)
+            self.scheduler.start()
+
     def close(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.stop()
             self.dispatcher = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
         self.commands.close()
         self.ledger.close()
+
+
+def _keys_of(signer: SigningKey, origin: str) -> Callable[[], SigningKeys]:
+    """Checkpoints signed by the run-proof signer itself, when no key ring is given."""
+    from infrastructure.keyring import KeyEntry, KeyRing
+
+    ring = KeyRing([KeyEntry(origin, signer)]) if hasattr(signer, "private_key_raw") else None  # type: ignore[arg-type]
+
+    def keys() -> SigningKeys:
+        if ring is None:
+            raise LookupError("this service has no signing key")
+        return ring
+
+    return keys

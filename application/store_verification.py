@@ -266,29 +266,35 @@ def verify_audit_log(
     audited_to: int,
     count_after: Callable[[int], int],
     chain_hash_before: Callable[[int], str],
+    run_start: Callable[[str], int],
     verify_proof: Callable[[dict[str, Any]], None],
     from_position: int = 1,
     to_position: int | None = None,
     on_total: Callable[[int], None] | None = None,
     on_progress: Progress | None = None,
 ) -> tuple[ChainReport, int]:
-    """Check every committed run proof (from position 1), then recompute the chain over
-    [from_position, to_position] and compare it with the audit log and those proofs.
-    Answers the report and how many newer events the audit log does not cover yet."""
+    """Check every committed run proof sealed in [from_position, to_position], then
+    recompute the chain and compare it with the audit log and those proofs. A proof is
+    checked against its whole run, so the chain is recomputed from the first event of the
+    earliest such run. Answers the report and how many newer events the audit log does
+    not cover yet."""
     up_to = audited_to if to_position is None else min(to_position, audited_to)
-    proofs = verifier.committed_proofs() if from_position == 1 else []
+    proofs = [
+        proof for proof in verifier.committed_proofs() if from_position <= proof["seal_position"] <= up_to
+    ]
     for proof in proofs:
         try:
             verify_proof(proof)
         except VerificationFailed as error:
             raise VerificationFailed(f"run {proof.get('run_id')!r}: {error}") from None
+    start = min([from_position, *(run_start(proof["run_id"]) for proof in proofs)])
     if on_total is not None:
-        on_total(count_after(from_position - 1) - count_after(up_to))
+        on_total(count_after(start - 1) - count_after(up_to))
     report = verifier.verify_chain(
-        from_position=from_position,
+        from_position=start,
         to_position=up_to,
-        starting_hash=chain_hash_before(from_position),
-        proofs=[proof for proof in proofs if proof["seal_position"] <= up_to],
+        starting_hash=chain_hash_before(start),
+        proofs=proofs,
         on_progress=on_progress,
     )
     unaudited = count_after(up_to) if to_position is None else 0

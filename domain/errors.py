@@ -53,6 +53,12 @@ class ProofNotFound(NotFound):
     slug = "proof-not-found"
 
 
+class CheckpointNotFound(NotFound):
+    """No checkpoint of that tree size: the log has not grown that far."""
+
+    slug = "checkpoint-not-found"
+
+
 class NothingKnownYet(NotFound):
     """An as-of read asked about a point before the thing existed."""
 
@@ -114,7 +120,52 @@ class ProjectionFailed(LedgerError):
     slug = "projection-failed"
 
 
+class NoValidSigningKey(LedgerError):
+    """No signing key is valid now: nothing can be signed until one is rotated in."""
+
+    slug = "no-valid-signing-key"
+
+
 class ProjectionsBehind(LedgerError):
     """The read models did not catch up within the allowed time."""
 
     slug = "projections-behind"
+
+
+# --- Transparency log (checkpoints, signed notes, Merkle proofs) -------------
+
+
+class MalformedTransparencyText(InvalidCommand):
+    """A signed note, checkpoint, tlog-proof or verifier key that does not follow its format."""
+
+    slug = "transparency-text-malformed"
+
+
+class TreeSizeInvalid(InvalidCommand):
+    """A leaf index or tree sizes that no proof can be made for (index past the size, from > to)."""
+
+    slug = "tree-size-invalid"
+
+
+class VerificationFailed(LedgerError):
+    """Evidence was checked and does not hold: a signature, a proof or a root differs."""
+
+    slug = "verification-failed"
+
+
+class NoteNotVerified(VerificationFailed):
+    """No signature on a note is from a trusted key (an unknown key's signature proves nothing)."""
+
+    slug = "note-not-verified"
+
+
+class SignatureInvalid(VerificationFailed):
+    """A trusted key's signature on a note does not verify: the whole note is refused."""
+
+    slug = "signature-invalid"
+
+
+class ProofInvalid(VerificationFailed):
+    """A Merkle inclusion or consistency proof does not lead to the root it claims."""
+
+    slug = "proof-invalid"

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     run_dispatcher: bool = True
     #: Deliveries in flight at once, per dispatcher process.
     dispatch_concurrency: int = Field(default=16, ge=1, le=512)
+    #: A key ring file (infrastructure/keyring.py): several signing keys with validity periods.
+    #: Takes precedence over signing_key / signing_key_file; `decision-ledger keys rotate` writes it.
+    signing_keyring_file: Path | None = None
+    #: The transparency log's name: the first line of every checkpoint and the signing key's
+    #: name (default: decision-ledger/<database name>).
+    checkpoint_origin: str | None = Field(default=None, min_length=1, max_length=200)
+    #: A checkpoint is made at least this often (seconds) when the log grew, and at every seal.
+    checkpoint_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    #: Each checkpoint is also written here as a file (a directory meant to be synced elsewhere).
+    checkpoint_dir: Path | None = None
 
     # --- Tuning (defaults measured in `make bench`) ------------------------------------------
     #: Concurrent saves in one process share a transaction.
@@ -144,6 +154,24 @@ class Settings(BaseSettings):
                     f"{self.api_keys_file} is not a list of API keys: {first_line}"
                 ) from None
         return keys
+
+    def origin(self) -> str:
+        """The transparency log's origin line: a key name, so no spaces and no plus sign."""
+        if self.checkpoint_origin is not None:
+            origin = self.checkpoint_origin
+        else:
+            target = self.database()
+            if target.backend == "sqlite":
+                assert target.sqlite_path is not None
+                origin = f"decision-ledger/{target.sqlite_path.name.split('.')[0]}"
+            else:
+                origin = f"decision-ledger/{target.dbname}" + (f"/{target.schema}" if target.schema else "")
+        if "+" in origin or any(char.isspace() or ord(char) < 0x20 for char in origin):
+            raise ConfigurationError(
+                f"the checkpoint origin {origin!r} may not hold spaces, plus signs or control characters:"
+                " set DECISION_LEDGER_CHECKPOINT_ORIGIN"
+            )
+        return origin
 
     @property
     def open_local_mode(self) -> bool:

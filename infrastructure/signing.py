@@ -36,6 +36,10 @@ class Signer:
     def sign(self, message: bytes) -> str:
         return self._private_key.sign(message).hex()
 
+    def private_key_raw(self) -> bytes:
+        """The 32 private key bytes: for the key ring file (0600) and signed-note signing."""
+        return self._private_key.private_bytes_raw()
+
     def write_private_copy(self, path: Path) -> None:
         """Hand the key to worker processes of this same service: a new file readable by
         its owner only (never the environment, which other tools log and inherit)."""

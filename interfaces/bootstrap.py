@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from application.ledger import LedgerTuning
+from application.proofs import SigningKey
 from application.service import LedgerService
 from domain.clock import Clock, system_clock
 from infrastructure.effectors import load_effectors
+from infrastructure.keyring import CurrentSigner, KeyEntry, KeyRing, KeyRingFile
 from infrastructure.settings import ConfigurationError, Settings
 from infrastructure.signing import Signer
 
@@ -29,6 +33,38 @@ def signer_for(settings: Settings) -> Signer:
     if target.sqlite_path is not None:
         return Signer.kept_at(target.sqlite_path.with_name(target.sqlite_path.name + ".signing-key"))
     return Signer.kept_at(LOCAL_KEY_FILE.absolute())
+
+
+def local_keyring_path(settings: Settings) -> Path | None:
+    """Open local mode's key ring (made by `keys rotate`), beside its generated key."""
+    if (
+        not settings.open_local_mode
+        or settings.signing_key is not None
+        or settings.signing_key_file is not None
+    ):
+        return None
+    target = settings.database()
+    if target.sqlite_path is not None:
+        return target.sqlite_path.with_name(target.sqlite_path.name + ".keyring.json")
+    return LOCAL_KEY_FILE.absolute().with_name(LOCAL_KEY_FILE.name + ".keyring.json")
+
+
+def keyring_path(settings: Settings) -> Path | None:
+    """The key ring file in use, or the one `keys rotate` would make."""
+    return settings.signing_keyring_file or local_keyring_path(settings)
+
+
+def keys_for(settings: Settings) -> Callable[[], KeyRing]:
+    """The signing keys: a key ring file if there is one, else the one configured key."""
+    path = keyring_path(settings)
+    if path is not None and (settings.signing_keyring_file is not None or path.exists()):
+        return KeyRingFile(path)
+    ring = KeyRing([KeyEntry(settings.origin(), signer_for(settings))])
+    return lambda: ring
+
+
+def _no_keys() -> KeyRing:
+    raise ConfigurationError("this command has no signing key")
 
 
 class NoSigningKey:
@@ -57,12 +93,17 @@ def ledger_tuning(settings: Settings) -> LedgerTuning:
 def build_service(settings: Settings, *, signing: bool = True, clock: Clock = system_clock) -> LedgerService:
     """The effectors file is read first: a bad one is refused before anything is opened."""
     effectors = load_effectors(settings.effectors_file)
+    keys = keys_for(settings) if signing else _no_keys
     return LedgerService.build(
         settings.library_env(),
-        signer_for(settings) if signing else NoSigningKey(),
+        cast(SigningKey, CurrentSigner(keys) if signing else NoSigningKey()),
         read_timeout=settings.read_timeout,
         close_timeout=settings.close_timeout,
         tuning=ledger_tuning(settings),
         clock=clock,
         effectors=effectors,
+        keys=keys,
+        origin=settings.origin(),
+        checkpoint_dir=settings.checkpoint_dir,
+        checkpoint_interval=settings.checkpoint_interval_s,
     )

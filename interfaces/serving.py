@@ -23,7 +23,7 @@ from application.ledger import DecisionLedger
 from infrastructure.answer_stores import SharedAnswers
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
-from interfaces.bootstrap import signer_for
+from interfaces.bootstrap import keyring_path, signer_for
 
 #: Collect the youngest generation after this many new objects, not 700. With the default,
 #: 32 concurrent writers in one process made ~58 collections a second, ~10% of its CPU, and
@@ -85,6 +85,7 @@ def serve_api(settings: Settings) -> None:
         key_file = run_dir / "signing-key"
         signer_for(settings).write_private_copy(key_file)
         os.environ.pop("DECISION_LEDGER_SIGNING_KEY", None)
+        ring = keyring_path(settings)
         os.environ.update(
             {
                 "DECISION_LEDGER_DATABASE_URL": settings.database_url,
@@ -92,6 +93,12 @@ def serve_api(settings: Settings) -> None:
                 "DECISION_LEDGER_RUN_PROJECTIONS": "false",
                 "DECISION_LEDGER_RUN_DISPATCHER": "false",
                 "DECISION_LEDGER_SHARED_ANSWERS_DIR": str(answers_dir),
+                # The workers sign with the key ring when there is one (open local mode's too).
+                **(
+                    {"DECISION_LEDGER_SIGNING_KEYRING_FILE": str(ring)}
+                    if ring is not None and ring.exists()
+                    else {}
+                ),
             }
         )
         if settings.effectors_file is not None:

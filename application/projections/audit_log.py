@@ -1,14 +1,17 @@
-"""The audit log: one record per stored event, hash-chained in notification order."""
+"""The audit log: one record per stored event, hash-chained in notification order, and
+the transparency log's Merkle tree over the same events (tree_levels.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Tracking
 
 from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
 from application.ports import EventPosition, LedgerIndex
 from application.projections.base import LedgerProjection, utc_text
+from application.projections.tree_levels import TREE_DDL, TREE_TABLES, TreeLevelsWriter, tree_levels_as_of
 from infrastructure.view_store import ViewCursor, ViewStore
 
 AUDIT_COLUMNS = (
@@ -29,7 +32,7 @@ AUDIT_COLUMNS = (
 
 class AuditLogProjection(LedgerProjection):
     name = "audit"
-    table_names: ClassVar = ("records",)
+    table_names: ClassVar = ("records", *TREE_TABLES)
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS {records} ("
         " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, run_id TEXT NOT NULL,"
@@ -37,15 +40,30 @@ class AuditLogProjection(LedgerProjection):
         " actor TEXT NOT NULL, attempt INTEGER NOT NULL, run_sequence BIGINT NOT NULL, summary TEXT NOT NULL,"
         " leaf_hash TEXT NOT NULL, chain_hash TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS {records_run} ON {records} (run_id, position)",
+        *TREE_DDL,
     )
 
-    def __init__(self, view: ViewStore, index: LedgerIndex, mapper: Mapper[Any]) -> None:
+    def __init__(
+        self, view: ViewStore, index: LedgerIndex, mapper: Mapper[Any], recorder: ApplicationRecorder
+    ) -> None:
         self.mapper = mapper
+        self.recorder = recorder
+        self._stored: dict[int, Any] = {}
         self._previous_chain = GENESIS_CHAIN_HASH
         self._run_sequences: dict[str, int] = {}
         self._records: list[tuple[Any, ...]] = []
         self.index_names = {"records_run": f'"{view.projection}_g{view.generation}_records_run"'}
         super().__init__(view, index)
+        self._tree = TreeLevelsWriter(self.t)
+
+    def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
+        # The tree hashes the events' bytes as stored, not a re-encoding of the decoded
+        # events: read them first, outside the batch's transaction.
+        if batch:
+            first, last = batch[0][1].notification_id, batch[-1][1].notification_id
+            notifications = self.recorder.select_notifications(start=first, limit=last - first + 1, stop=last)
+            self._stored = {notification.id: notification for notification in notifications}
+        super().process_batch(batch)
 
     def _ddl_names(self) -> dict[str, str]:
         return {**self.t, **self.index_names}
@@ -57,8 +75,10 @@ class AuditLogProjection(LedgerProjection):
         self._previous_chain = row["chain_hash"] if row else GENESIS_CHAIN_HASH
         self._run_sequences = {}
         self._records = []
+        self._tree.begin(cursor)
 
     def end_batch(self, cursor: ViewCursor) -> None:
+        self._tree.flush(cursor)
         cursor.executemany(
             f"INSERT INTO {self.t['records']} ({', '.join(AUDIT_COLUMNS)})"
             f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
@@ -99,6 +119,7 @@ class AuditLogProjection(LedgerProjection):
             ),
         )
         self._previous_chain = chain_hash
+        self._tree.append(position.position, self._stored[position.position])
 
 
 def describe(domain_event: Any) -> str:
@@ -143,5 +164,6 @@ def audit_log_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tu
         "records": (
             f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {t['records']} WHERE position <= ? ORDER BY position",
             (position,),
-        )
+        ),
+        **tree_levels_as_of(t, position),
     }

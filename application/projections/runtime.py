@@ -51,7 +51,7 @@ PROJECTION_KINDS: dict[str, ProjectionKind] = {
         ProjectionKind(
             "audit",
             AuditLogProjection.table_names,
-            lambda view, app: AuditLogProjection(view, app.index, app.mapper),
+            lambda view, app: AuditLogProjection(view, app.index, app.mapper, app.recorder),
             audit_log_as_of,
         ),
         ProjectionKind(

@@ -18,7 +18,7 @@ from interfaces.api.limits import BodySizeLimit
 from interfaces.api.metrics import ApiMetrics
 from interfaces.api.problems import install_problem_handlers
 from interfaces.api.replays import ReplayedAnswers
-from interfaces.api.routes import actions, decisions, operations, runs
+from interfaces.api.routes import actions, decisions, operations, runs, transparency
 from interfaces.api.schemas import DecisionBatchItem
 from interfaces.api.security import Authenticator, refuse_open_mode_off_loopback
 from interfaces.bootstrap import build_service
@@ -75,7 +75,7 @@ def create_app(
     app.add_middleware(metrics.middleware)
     # The routes join the app's own router: an included router is walked again (its routes'
     # version recomputed) for every request.
-    for router in (runs.router, decisions.router, actions.router, operations.router):
+    for router in (runs.router, decisions.router, actions.router, operations.router, transparency.router):
         app.router.routes.extend(router.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -24,8 +24,10 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.LedgerError], int], ...] = (
     (errors.Conflict, 409),
     (errors.IdempotencyKeyReused, 422),
     (errors.InvalidCommand, 422),
+    (errors.VerificationFailed, 422),
     (errors.ProjectionsBehind, 503),
     (errors.ProjectionFailed, 503),
+    (errors.NoValidSigningKey, 503),
 )
 
 #: Titles of the problem types the HTTP layer raises itself.

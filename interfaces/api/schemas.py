@@ -372,10 +372,22 @@ class AuditPagePublic(Outgoing):
     as_of_position: int
 
 
+class KeyPublic(BaseModel):
+    key_id: str = Field(description="SHA-256 of the public key, first 16 hex digits (run proofs name it)")
+    name: str = Field(description="The signed-note key name (the checkpoints' origin)")
+    public_key: str = Field(description="The 32 raw Ed25519 public key bytes, hex")
+    vkey: str = Field(description="The signed-note verifier key: <name>+<key ID>+<base64(0x01 || key)>")
+    not_before: str | None = Field(description="Signs from this time on (RFC 3339); null: always has")
+    not_after: str | None = Field(
+        description="Retired for signing at this time; still verifies what it signed"
+    )
+
+
 class KeysPublic(BaseModel):
-    algorithm: str
-    public_key: str
-    key_id: str
+    algorithm: str = Field(description="The signature algorithm (ed25519)")
+    public_key: str | None = Field(description="The key that signs now, hex (null: none is valid now)")
+    key_id: str | None = Field(description="Its key ID")
+    keys: list[KeyPublic] = Field(description="Every signing key, current and retired, oldest first")
 
 
 class HealthPublic(BaseModel):

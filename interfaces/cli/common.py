@@ -101,18 +101,6 @@ def read_json(path: Path) -> Any:
         fail(f"{path} is not JSON: {error}")
 
 
-def read_public_key(public_key: str) -> str:
-    """A pinned Ed25519 public key: 64 hex characters, or a file holding them."""
-    candidate = Path(public_key)
-    text = candidate.read_text().strip() if candidate.is_file() else public_key.strip()
-    try:
-        if len(bytes.fromhex(text)) != 32:
-            raise ValueError
-    except ValueError:
-        fail("--public-key must be 64 hex characters, or a file holding them")
-    return text
-
-
 def parse_time(value: str, option: str) -> datetime:
     """An RFC 3339 time with a UTC offset, or a one-line failure naming the option."""
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,24 +12,65 @@ from pydantic import ValidationError
 
 from domain.errors import LedgerError
 from infrastructure.settings import ApiKeyEntry, ConfigurationError, Role
-from interfaces.cli.common import DatabaseUrl, fail, load_settings
+from interfaces.cli.common import DatabaseUrl, err, fail, load_settings
 
-keys_app = typer.Typer(help="The proof-signing key.", no_args_is_help=True)
+keys_app = typer.Typer(help="The signing keys: show them, rotate in a new one.", no_args_is_help=True)
 api_keys_app = typer.Typer(help="API keys for the REST API.", no_args_is_help=True)
 
 
 @keys_app.command("show")
 def keys_show(database_url: DatabaseUrl = None) -> None:
-    """Print the public key that verifies run proofs."""
-    from interfaces.bootstrap import signer_for
+    """Print the keys that verify run proofs and checkpoints (as GET /keys)."""
+    from interfaces.bootstrap import keys_for
 
+    settings = load_settings(database_url)
     try:
-        signer = signer_for(load_settings(database_url))
+        ring = keys_for(settings)()
+        current = ring.current(datetime.now(UTC)).signer
     except (LedgerError, ConfigurationError) as error:
         fail(getattr(error, "detail", str(error)))
-    print(
-        json.dumps({"algorithm": signer.algorithm, "public_key": signer.public_key, "key_id": signer.key_id})
-    )
+    document = {
+        "algorithm": current.algorithm,
+        "public_key": current.public_key,
+        "key_id": current.key_id,
+        "keys": [entry.public() for entry in ring.entries],
+    }
+    print(json.dumps(document, indent=2))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    keyring: Annotated[
+        Path | None, typer.Option(help="The key ring file (default: DECISION_LEDGER_SIGNING_KEYRING_FILE)")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The new key's signed-note name (default: the origin)")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add a new signing key, valid from now; retire the current one for signing (it still
+    verifies what it signed). A ring that does not exist yet starts with the configured key."""
+    from interfaces.bootstrap import KeyRing, keyring_path, keys_for
+
+    settings = load_settings(database_url)
+    path = keyring or keyring_path(settings)
+    if path is None:
+        fail(
+            "say where the key ring lives: --keyring FILE or DECISION_LEDGER_SIGNING_KEYRING_FILE"
+            " (it starts with the configured key, which it then retires)"
+        )
+    try:
+        ring = KeyRing.load(path) if path.exists() else keys_for(settings)()
+        rotated = ring.rotated(datetime.now(UTC), name or settings.origin())
+        rotated.save(path)
+    except (LedgerError, ConfigurationError) as error:
+        fail(getattr(error, "detail", str(error)))
+    except OSError as error:
+        fail(f"cannot write the key ring at {path}: {error.strerror}")
+    err.print(f"key ring {path}: {len(rotated.entries)} keys; the new key signs from now on")
+    if settings.signing_keyring_file is None and keyring is not None:
+        err.print(f"serve with DECISION_LEDGER_SIGNING_KEYRING_FILE={path} to sign with it")
+    print(json.dumps(rotated.entries[-1].public(), indent=2))
 
 
 @api_keys_app.command("new")

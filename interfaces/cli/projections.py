@@ -20,7 +20,8 @@ def projections_run(database_url: DatabaseUrl = None) -> None:
     """Follow the log in this process, so API processes can share one worker
     (serve them with DECISION_LEDGER_RUN_PROJECTIONS=false)."""
     settings = load_settings(database_url)
-    with service_for(settings) as service:
+    # It signs: the follower of the log makes the periodic checkpoints.
+    with service_for(settings, signing=True) as service:
         err.print(f"projection worker following {settings.database().describe()}; Ctrl-C stops it")
         with contextlib.suppress(KeyboardInterrupt):
             service.follow_forever()

@@ -190,7 +190,14 @@ def test_runs_written_side_by_side_each_prove_only_their_own_events(
     # The whole log verifies, both proofs checked at their seals.
     ledger_api.wait_for_views()
     audit = decision_ledger(
-        "audit", "verify", "--database-url", database_url, cwd=tmp_path, signing_key=signing_key_hex
+        "audit",
+        "verify",
+        "--database-url",
+        database_url,
+        "--public-key",
+        public_key,
+        cwd=tmp_path,
+        signing_key=signing_key_hex,
     )
     assert audit.returncode == 0, audit.stderr
     assert "2 run proof(s) match" in audit.stdout, audit.stdout

@@ -304,7 +304,8 @@ def test_a_proof_re_signed_by_any_key_is_not_trusted_without_a_pinned_key(
     cli = decision_ledger("proof", "verify", str(document), cwd=tmp_path)
     assert cli.returncode == 1
     assert (
-        cli.error_line == "error: the signer is not trusted: pin its public key with --public-key (GET /keys)"
+        cli.error_line
+        == "error: the signer is not trusted: pin its public key with --public-key KEY or --trusted-keys FILE (GET /keys)"
     )
     assert "ok" not in cli.stdout
 

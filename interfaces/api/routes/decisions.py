@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
 
 from application.commands.batches import batch_fingerprint
@@ -17,6 +17,7 @@ from domain.fields import INPUT_ID_PATTERN, require_moment
 from interfaces.api.dependencies import CommandCall, Idempotency, OperatorCall, ReadCallDep, WriterCall
 from interfaces.api.problems import Problem, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
+from interfaces.api.routes.transparency import ProofFormat, tlog_proof_response, wants_tlog_proof
 from interfaces.api.schemas import (
     BatchItemPublic,
     BatchPublic,
@@ -168,14 +169,23 @@ async def correct_decision(
 
 
 @router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
-async def decision_proof(decision_id: UUID, call: ReadCallDep, response: Response) -> dict[str, Any]:
+async def decision_proof(
+    decision_id: UUID, call: ReadCallDep, request: Request, response: Response, format: ProofFormat = None
+) -> Any:
     """An inclusion proof: the decision's events as leaves of its run's committed Merkle
-    tree, their audit paths, and the signed run proof they belong to."""
+    tree, their audit paths, and the signed run proof they belong to. As a C2SP tlog-proof
+    (`Accept: text/x-tlog-proof` or `?format=tlog-proof`): the inclusion of that run's
+    seal event in the latest signed checkpoint."""
+    as_tlog_proof = wants_tlog_proof(request, format)
 
-    def proof(position: int | None) -> dict[str, Any]:
-        return call.service.decision_proof(decision_id, as_of_position=position)
+    def proof(position: int | None) -> Any:
+        inclusion = call.service.decision_proof(decision_id, as_of_position=position)
+        if as_tlog_proof:
+            return call.service.transparency.tlog_proof(inclusion["run_proof"]["seal_position"])
+        return inclusion
 
-    return await call.run(proof, response)
+    answer = await call.run(proof, response)
+    return tlog_proof_response(answer, response) if as_tlog_proof else answer
 
 
 def _aware(moment: datetime | None, field: str = "valid_at") -> datetime | None:

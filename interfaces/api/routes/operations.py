@@ -86,9 +86,8 @@ async def audit_log(
 
 @router.get("/keys", response_model=KeysPublic, tags=["proofs"])
 def signing_key(service: ServiceDep) -> Any:
-    """The public key that verifies run proofs."""
-    signer = service.signer
-    return KeysPublic(algorithm=signer.algorithm, public_key=signer.public_key, key_id=signer.key_id)
+    """The keys that verify run proofs and checkpoints: the one signing now, and every key."""
+    return KeysPublic(**service.transparency.keys_listing())
 
 
 @router.get("/problems/{slug}", include_in_schema=False)

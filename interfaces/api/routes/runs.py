@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
 from domain.fields import RUN_ID_PATTERN
 from interfaces.api.dependencies import OperatorCall, ReadCallDep, reflects
 from interfaces.api.problems import problem_responses
+from interfaces.api.routes.transparency import ProofFormat, tlog_proof_response, wants_tlog_proof
 from interfaces.api.schemas import (
     AdmissionPublic,
     BasisCreate,
@@ -127,10 +128,19 @@ async def run_reconciliation(
 
 
 @router.get("/{run_id}/proof", responses=READ_PROBLEMS)
-async def run_proof(run_id: RunIdPath, call: ReadCallDep, response: Response) -> dict[str, Any]:
-    """The signed proof of the latest committed attempt."""
+async def run_proof(
+    run_id: RunIdPath, call: ReadCallDep, request: Request, response: Response, format: ProofFormat = None
+) -> Any:
+    """The signed proof of the latest committed attempt; as a C2SP tlog-proof
+    (`Accept: text/x-tlog-proof` or `?format=tlog-proof`), the inclusion of its seal event
+    in the latest signed checkpoint."""
+    as_tlog_proof = wants_tlog_proof(request, format)
 
-    def proof(position: int | None) -> dict[str, Any]:
-        return call.service.queries.latest_proof(run_id, as_of_position=position)
+    def proof(position: int | None) -> Any:
+        latest = call.service.queries.latest_proof(run_id, as_of_position=position)
+        if as_tlog_proof:
+            return call.service.transparency.tlog_proof(latest["seal_position"])
+        return latest
 
-    return await call.run(proof, response)
+    answer = await call.run(proof, response)
+    return tlog_proof_response(answer, response) if as_tlog_proof else answer
