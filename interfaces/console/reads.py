@@ -1,0 +1,183 @@
+"""What the console's pages show, gathered from the application's queries: the one
+module that knows which LedgerService call answers which part of a page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from application.action_listing import ActionListPage, list_actions
+from application.read_models import AuditPage, ReconciliationView, RunListPage, RunSummaryView
+from application.service import LedgerService
+from application.verification import VerificationFailed, verify_run_proof
+from application.views import ActionView, RunView
+from domain import errors
+
+#: How many IDs each reconciliation category, and how many events the timeline, show a page.
+CATEGORY_PAGE = 20
+TIMELINE_PAGE = 50
+
+
+def badge(status: str) -> str:
+    """The colour of a run's verdict: green committed, red rejected, amber undecided."""
+    return {"committed": "green", "rejected": "red"}.get(status, "amber")
+
+
+@dataclass(frozen=True)
+class ProofStatus:
+    attempt: int
+    digest: str
+    verified: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class RunPage:
+    run: RunView
+    summary: RunSummaryView
+    current: RunSummaryView
+    reconciliation: ReconciliationView
+    timeline: AuditPage
+    proof: ProofStatus | None
+    as_of_position: int | None
+    key_id: str
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def slider_value(self) -> int:
+        return self.summary.as_of_position if self.as_of_position is not None else self.current.last_position
+
+
+def runs(
+    service: LedgerService, *, lane: str | None, status: str | None, after: str | None, limit: int
+) -> RunListPage:
+    return service.read_models.list_runs(status=status, lane=lane, after=after, limit=limit)
+
+
+def position_at(service: LedgerService, moment: datetime) -> int:
+    position = service.ledger.index.position_at(moment)
+    if position is None:
+        raise errors.NothingKnownYet(f"nothing was recorded at or before {moment.isoformat()}")
+    return position
+
+
+def run_page(
+    service: LedgerService,
+    run_id: str,
+    *,
+    as_of_position: int | None,
+    category_after: dict[str, str | None],
+    timeline_after: int,
+) -> RunPage:
+    read_models = service.read_models
+    current = read_models.summary(run_id)
+    if as_of_position is not None and as_of_position < current.first_position:
+        raise errors.NothingKnownYet(
+            f"run {run_id!r} was opened at position {current.first_position}; nothing of it is known"
+            f" at position {as_of_position}"
+        )
+    summary = (
+        current if as_of_position is None else read_models.summary(run_id, as_of_position=as_of_position)
+    )
+    reconciliation = _reconciliation(service, run_id, summary.as_of_position, category_after)
+    run = service.ledger.get_run(run_id, as_of_position=as_of_position)
+    timeline = read_models.audit(
+        run_id=run_id, after=timeline_after, limit=TIMELINE_PAGE, as_of_position=summary.as_of_position
+    )
+    return RunPage(
+        run=run,
+        summary=summary,
+        current=current,
+        reconciliation=reconciliation,
+        timeline=timeline,
+        proof=proof_status(service, run),
+        as_of_position=as_of_position,
+        key_id=service.signer.key_id,
+        verdicts=list(reversed(run.verdicts)),
+    )
+
+
+def _reconciliation(
+    service: LedgerService, run_id: str, position: int, category_after: dict[str, str | None]
+) -> ReconciliationView:
+    """Each category paged on its own cursor (one query per category)."""
+    pages = {}
+    for name, after in category_after.items():
+        view = service.read_models.reconciliation(
+            run_id, as_of_position=position, limit=CATEGORY_PAGE, category=name, after=after
+        )
+        pages[name] = view.categories[name]
+    return ReconciliationView(run_id, position, pages)
+
+
+def latest_proof(run: RunView) -> dict[str, Any] | None:
+    for verdict in reversed(run.verdicts):
+        if verdict.get("proof"):
+            return verdict["proof"]
+    return None
+
+
+def proof_status(service: LedgerService, run: RunView) -> ProofStatus | None:
+    """The latest proof of the run, checked against the key this server signs with."""
+    for verdict in reversed(run.verdicts):
+        proof = verdict.get("proof")
+        if not proof:
+            continue
+        try:
+            verify_run_proof(proof, service.signer.public_key)
+        except VerificationFailed as failure:
+            return ProofStatus(verdict["attempt"], verdict["proof_digest"], False, str(failure))
+        return ProofStatus(
+            verdict["attempt"],
+            verdict["proof_digest"],
+            True,
+            f"signature and counts verified against key {service.signer.key_id}",
+        )
+    return None
+
+
+def proof_of(service: LedgerService, run_id: str) -> dict[str, Any]:
+    proof = latest_proof(service.ledger.get_run(run_id))
+    if proof is None:
+        raise errors.ProofNotFound(f"run {run_id!r} has no committed attempt")
+    return proof
+
+
+@dataclass(frozen=True)
+class ActionsPage:
+    listing: ActionListPage
+    details: dict[str, ActionView]
+
+
+def actions(
+    service: LedgerService, *, status: str | None, run_id: str | None, after: str | None, limit: int
+) -> ActionsPage:
+    from uuid import UUID
+
+    listing = list_actions(service.read_models, status=status, run_id=run_id, after=after, limit=limit)
+    details = {row.action_id: service.ledger.get_action(UUID(row.action_id)) for row in listing.actions}
+    return ActionsPage(listing, details)
+
+
+@dataclass(frozen=True)
+class AuditOverview:
+    head_position: int
+    chain_hash: str
+    records: AuditPage
+    algorithm: str
+    public_key: str
+    key_id: str
+
+
+def audit(service: LedgerService, *, after: int, limit: int) -> AuditOverview:
+    records = service.read_models.audit(after=after, limit=limit)
+    head = records.as_of_position
+    return AuditOverview(
+        head_position=head,
+        chain_hash=service.read_models.chain_hash_before(head + 1),
+        records=records,
+        algorithm=service.signer.algorithm,
+        public_key=service.signer.public_key,
+        key_id=service.signer.key_id,
+    )
