@@ -67,7 +67,10 @@ def seed_runs(api: TestClient | httpx.Client, headers: dict[str, str] | None = N
         headers,
     )
     _post(api, f"/actions/{action['action_id']}/fail", "fail-r1", {"error": "gateway timeout"}, headers)
-    _post(api, f"/runs/{RED_RUN}/close", "close-red", None, headers)
+    closed = _post(api, f"/runs/{RED_RUN}/close", "close-red", None, headers)
+    # Read-your-writes: the read models have applied the last close before the pages are read.
+    caught_up = api.get("/runs", params={"min_position": closed["position"]}, headers=headers)
+    assert caught_up.status_code == 200, caught_up.text
     return Seeded(decided_at, action["action_id"])
 
 

@@ -126,13 +126,15 @@ ViewerDep = Annotated[Viewer, Depends(viewer)]
 
 async def read_form(request: Request) -> dict[str, str]:
     """A url-encoded form, each field once; a body that is not one is refused."""
+    body = await request.body()
+    if not body:
+        return {}
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise errors.InvalidCommand("send the form as application/x-www-form-urlencoded")
-    body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise errors.InvalidCommand("the form is too large")
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
     except (UnicodeDecodeError, ValueError) as error:
         raise errors.InvalidCommand("the form is not valid url-encoded UTF-8") from error
     form: dict[str, str] = {}

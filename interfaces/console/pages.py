@@ -26,6 +26,8 @@ NOTICES = {
     "waived": "The action was waived.",
 }
 Cursor = Annotated[str | None, Query(max_length=256)]
+#: Read-your-writes: a page after a write waits (bounded) until the views reach its position.
+MinPosition = Annotated[int | None, Query(ge=0, le=2**62)]
 
 
 def _blank_is_none(value: str | None) -> str | None:
@@ -40,12 +42,19 @@ async def runs_page(
     status: Annotated[str | None, Query(max_length=16)] = None,
     after: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    min_position: MinPosition = None,
 ) -> Response:
     lane, status, after = _blank_is_none(lane), _blank_is_none(status), _blank_is_none(after)
     if status is not None and status not in RUN_STATUSES:
         raise errors.InvalidCommand(f"status must be one of {', '.join(RUN_STATUSES)}", field="status")
     page = await run_in_threadpool(
-        reads.runs, viewer.service, lane=lane, status=status, after=after, limit=limit
+        reads.runs,
+        viewer.service,
+        lane=lane,
+        status=status,
+        after=after,
+        limit=limit,
+        min_position=min_position,
     )
     return render(
         request,
@@ -72,6 +81,7 @@ async def run_page(
     failed_after: Cursor = None,
     timeline_after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     notice: Annotated[str | None, Query(max_length=32)] = None,
+    min_position: MinPosition = None,
 ) -> Response:
     as_of = _blank_is_none(as_of)
     if as_of is not None and as_of_position is not None:
@@ -84,6 +94,7 @@ async def run_page(
     }
 
     def gather() -> reads.RunPage:
+        viewer.service.read_models.wait_for(min_position)
         position = as_of_position
         if as_of is not None:
             position = reads.position_at(viewer.service, _moment(as_of))
@@ -139,10 +150,17 @@ async def actions_page(
     after: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     notice: Annotated[str | None, Query(max_length=32)] = None,
+    min_position: MinPosition = None,
 ) -> Response:
     status, run_id, after = _blank_is_none(status), _blank_is_none(run_id), _blank_is_none(after)
     page = await run_in_threadpool(
-        reads.actions, viewer.service, status=status, run_id=run_id, after=after, limit=limit
+        reads.actions,
+        viewer.service,
+        status=status,
+        run_id=run_id,
+        after=after,
+        limit=limit,
+        min_position=min_position,
     )
     return render(
         request,

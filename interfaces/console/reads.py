@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from application.action_listing import ActionListPage, list_actions
 from application.read_models import AuditPage, ReconciliationView, RunListPage, RunSummaryView
@@ -50,8 +51,15 @@ class RunPage:
 
 
 def runs(
-    service: LedgerService, *, lane: str | None, status: str | None, after: str | None, limit: int
+    service: LedgerService,
+    *,
+    lane: str | None,
+    status: str | None,
+    after: str | None,
+    limit: int,
+    min_position: int | None = None,
 ) -> RunListPage:
+    service.read_models.wait_for(min_position)
     return service.read_models.list_runs(status=status, lane=lane, after=after, limit=limit)
 
 
@@ -148,16 +156,26 @@ def proof_of(service: LedgerService, run_id: str) -> dict[str, Any]:
 class ActionsPage:
     listing: ActionListPage
     details: dict[str, ActionView]
+    #: Each listed run's status: an action can change only while its run is open.
+    run_status: dict[str, str]
 
 
 def actions(
-    service: LedgerService, *, status: str | None, run_id: str | None, after: str | None, limit: int
+    service: LedgerService,
+    *,
+    status: str | None,
+    run_id: str | None,
+    after: str | None,
+    limit: int,
+    min_position: int | None = None,
 ) -> ActionsPage:
-    from uuid import UUID
-
+    service.read_models.wait_for(min_position)
     listing = list_actions(service.read_models, status=status, run_id=run_id, after=after, limit=limit)
     details = {row.action_id: service.ledger.get_action(UUID(row.action_id)) for row in listing.actions}
-    return ActionsPage(listing, details)
+    run_status = {
+        run: service.read_models.summary(run).status for run in {row.run_id for row in listing.actions}
+    }
+    return ActionsPage(listing, details, run_status)
 
 
 @dataclass(frozen=True)

@@ -107,8 +107,10 @@ async def _operator_form(request: Request, viewer: Viewer) -> tuple[dict[str, st
 async def close_run(request: Request, viewer: ViewerDep, run_id: RunIdPath) -> Response:
     _, token = await _operator_form(request, viewer)
     command = CloseRun(run_id=run_id, token=token, actor=viewer.principal.name)
-    await run_in_threadpool(viewer.service.closer.close, command)
-    return RedirectResponse(f"/console/runs/{quote(run_id)}?notice=closed", 303)
+    result = await run_in_threadpool(viewer.service.closer.close, command)
+    return RedirectResponse(
+        f"/console/runs/{quote(run_id)}?notice=closed&min_position={result.position}", 303
+    )
 
 
 @router.post("/runs/{run_id}/reopen")
@@ -117,8 +119,10 @@ async def reopen_run(request: Request, viewer: ViewerDep, run_id: RunIdPath) -> 
     command = ReopenRun(
         run_id=run_id, reason=form.get("reason", ""), token=token, actor=viewer.principal.name
     )
-    await run_in_threadpool(viewer.service.ledger.reopen_run, command)
-    return RedirectResponse(f"/console/runs/{quote(run_id)}?notice=reopened", 303)
+    result = await run_in_threadpool(viewer.service.ledger.reopen_run, command)
+    return RedirectResponse(
+        f"/console/runs/{quote(run_id)}?notice=reopened&min_position={result.position}", 303
+    )
 
 
 @router.post("/actions/{action_id}/waive")
@@ -128,4 +132,7 @@ async def waive_action(request: Request, viewer: ViewerDep, action_id: Annotated
         action_id=action_id, reason=form.get("reason", ""), token=token, actor=viewer.principal.name
     )
     result = await run_in_threadpool(viewer.service.ledger.waive_action, command)
-    return RedirectResponse(f"/console/actions?run_id={quote(result.view.run_id)}&notice=waived", 303)
+    return RedirectResponse(
+        f"/console/actions?run_id={quote(result.view.run_id)}&notice=waived&min_position={result.position}",
+        303,
+    )
