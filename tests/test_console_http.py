@@ -208,7 +208,7 @@ def test_after_a_login_only_console_pages_are_followed(seeded_secured) -> None:
 
 
 def test_an_auditor_sees_no_write_controls_and_cannot_write(seeded_secured) -> None:
-    api, seeded = seeded_secured
+    api, _ = seeded_secured
     console_login(api, AUDITOR_KEY)
     for path in (f"/console/runs/{RED_RUN}", "/console/actions", f"/console/runs/{GREEN_RUN}"):
         page = api.get(path)
