@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,8 +339,16 @@ def ledger_server(workdir: Path, port: int) -> Iterator[str]:
 
 
 def run_demo(
-    out: Console, *, transactions_per_run: int, seed: int, port: int | None, wait: bool
+    out: Console,
+    *,
+    transactions_per_run: int,
+    seed: int,
+    port: int | None,
+    wait: bool,
+    at_the_end: Callable[[str], None] | None = None,
 ) -> DemoReport:
+    """`at_the_end` is called with the server's base URL once the story is told (for the
+    README's screenshot), while the server still serves."""
     with tempfile.TemporaryDirectory(prefix="decision-ledger-demo-") as directory:
         receiver = WebhookReceiver().start()
         try:
@@ -362,6 +370,8 @@ def run_demo(
                 finally:
                     demo.shutdown()
                 summarise(out, report)
+                if at_the_end is not None:
+                    at_the_end(base_url)
                 if wait:
                     out.print(f"\nThe console is at [bold]{report.console_url}[/]; Ctrl-C stops the demo.")
                     try:
