@@ -151,3 +151,23 @@ def test_a_form_posted_without_its_csrf_token_is_refused(browser: Any, console) 
     sync_api.expect(page.locator("#notice")).to_contain_text("reopened")
     sync_api.expect(page.locator("#summary-status")).to_have_text("open")
     page.context.close()
+
+
+def test_the_api_docs_render_with_nothing_from_another_host(browser: Any, console) -> None:
+    base, _ = console
+    context = browser.new_context(base_url=base)
+    elsewhere: list[str] = []
+
+    def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_this_server)
+    page = context.new_page()
+    page.goto("/docs")
+    sync_api.expect(page.locator(".opblock-summary-path", has_text="/runs/{run_id}/close")).to_be_visible()
+    assert elsewhere == []
+    context.close()
