@@ -40,8 +40,8 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks/block-card"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/hooks/block-card"
 
     def start(self) -> WebhookReceiver:
         self._thread.start()

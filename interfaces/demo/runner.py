@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -245,7 +246,7 @@ def ledger_server(workdir: Path, port: int) -> Iterator[str]:
             raise DemoFailed(f"port {port} on 127.0.0.1 cannot be used: {error.strerror}") from None
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'demo.sqlite3'}",
-        signing_key=Ed25519PrivateKey.generate().private_bytes_raw().hex(),
+        signing_key=SecretStr(Ed25519PrivateKey.generate().private_bytes_raw().hex()),
         api_keys=[],
         api_keys_file=None,
         host="127.0.0.1",
