@@ -357,3 +357,18 @@ def test_open_local_mode_needs_no_login_and_still_checks_csrf(seeded_open) -> No
     refused = api.post(f"/console/runs/{RED_RUN}/reopen", data={"idempotency_key": "k", "reason": "x"})
     assert refused.status_code == 403
     assert event_count(api) == before
+
+
+def test_hostile_cookies_and_tokens_are_refused_not_crashed_on(seeded_secured) -> None:
+    api, _ = seeded_secured
+    for cookie in (b"dl_console=\xc3\xa9.\xc3\xa9", b"dl_console=" + b"A" * 3000, b"dl_console=a.b"):
+        response = api.get("/console", headers={"cookie": cookie}, follow_redirects=False)
+        assert response.status_code == 303, cookie
+    console_login(api, OPERATOR_KEY)
+    before = event_count(api)
+    response = api.post(
+        f"/console/runs/{RED_RUN}/reopen",
+        data={"csrf_token": "\u00e9\u00e9", "idempotency_key": "k", "reason": "x"},
+    )
+    assert response.status_code == 403
+    assert event_count(api) == before

@@ -76,7 +76,7 @@ class SessionCodec:
         if not value or len(value) > 1024 or value.count(".") != 1:
             return None
         body, mac = value.split(".")
-        if not hmac.compare_digest(mac, self._mac(b"session|" + body.encode("ascii", "replace"))):
+        if not value.isascii() or not _same(mac, self._mac(b"session|" + body.encode("ascii"))):
             return None
         try:
             fields: Any = json.loads(_unb64(body))
@@ -95,10 +95,15 @@ class SessionCodec:
         return self._mac(b"csrf|" + session.nonce.encode("ascii"))
 
     def csrf_valid(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
+        return bool(token) and _same(str(token), self.csrf_token(session))
 
     def _mac(self, message: bytes) -> str:
         return _b64(hmac.new(self._secret, message, hashlib.sha256).digest())
+
+
+def _same(presented: str, expected: str) -> bool:
+    """Constant-time comparison that any text may reach (a hostile cookie is not ASCII)."""
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
 def _b64(raw: bytes) -> str:
