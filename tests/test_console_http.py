@@ -372,3 +372,16 @@ def test_hostile_cookies_and_tokens_are_refused_not_crashed_on(seeded_secured) -
     )
     assert response.status_code == 403
     assert event_count(api) == before
+
+
+def test_the_as_of_time_shows_the_run_as_known_then(seeded_open) -> None:
+    api, seeded = seeded_open
+    records = api.get("/audit", params={"run_id": RED_RUN, "limit": 1000}).json()["records"]
+    then = next(record for record in records if record["position"] == seeded.red_decided_position)
+    page = api.get(f"/console/runs/{RED_RUN}", params={"as_of": then["recorded_at"]}).text
+    shown = int(re.search(r"Showing the run as known at position (\d+)", page).group(1))
+    # The time names the last position recorded at or before it: the decision's, or (same
+    # millisecond) a later event's, but never one after the verdict.
+    assert seeded.red_decided_position <= shown
+    assert re.search(r'id="summary-status">open<', page)
+    assert "No verdict yet" in page
