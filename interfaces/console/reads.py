@@ -9,7 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from application.action_listing import ActionListPage, list_actions
-from application.read_models import AuditPage, ReconciliationView, RunListPage, RunSummaryView
+from application.read_models import (
+    AuditPage,
+    CategoryPage,
+    ReconciliationView,
+    RunListPage,
+    RunSummaryView,
+)
 from application.service import LedgerService
 from application.verification import VerificationFailed, verify_run_proof
 from application.views import ActionView, RunView
@@ -88,7 +94,7 @@ def run_page(
     summary = (
         current if as_of_position is None else read_models.summary(run_id, as_of_position=as_of_position)
     )
-    reconciliation = _reconciliation(service, run_id, summary.as_of_position, category_after)
+    reconciliation = _reconciliation(service, summary, category_after)
     run = service.ledger.get_run(run_id, as_of_position=as_of_position)
     timeline = read_models.audit(
         run_id=run_id, after=timeline_after, limit=TIMELINE_PAGE, as_of_position=summary.as_of_position
@@ -107,16 +113,30 @@ def run_page(
 
 
 def _reconciliation(
-    service: LedgerService, run_id: str, position: int, category_after: dict[str, str | None]
+    service: LedgerService, summary: RunSummaryView, category_after: dict[str, str | None]
 ) -> ReconciliationView:
-    """Each category paged on its own cursor (one query per category)."""
+    """Each category paged on its own cursor; one the summary counts as empty is not queried
+    (on a big run, an empty category's query still walks every input)."""
+    counts = {
+        "missing": summary.missing_count,
+        "unexpected": summary.unexpected_count,
+        "pending": summary.actions["pending"],
+        "failed": summary.actions["failed"],
+    }
     pages = {}
     for name, after in category_after.items():
+        if counts[name] == 0:
+            pages[name] = CategoryPage(0, [], None)
+            continue
         view = service.read_models.reconciliation(
-            run_id, as_of_position=position, limit=CATEGORY_PAGE, category=name, after=after
+            summary.run_id,
+            as_of_position=summary.as_of_position,
+            limit=CATEGORY_PAGE,
+            category=name,
+            after=after,
         )
         pages[name] = view.categories[name]
-    return ReconciliationView(run_id, position, pages)
+    return ReconciliationView(summary.run_id, summary.as_of_position, pages)
 
 
 def latest_proof(run: RunView) -> dict[str, Any] | None:
