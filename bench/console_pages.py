@@ -39,18 +39,20 @@ TARGET_P50_MS = 200.0
 
 def build_run(target: DatabaseTarget, decisions: int, actions: int, failed: int) -> float:
     """Write the run's history with the ledger itself; the seconds it took."""
+    from application.commands import Commands
     from application.ledger import DecisionLedger
     from domain.canonical import fingerprint
     from domain.commands import AdmitInputs, FailAction, ModelRef, OpenRun, RecordDecision, RequestAction
 
     started = time.perf_counter()
     ledger = DecisionLedger(env=target.library_env())
+    commands = Commands.over(ledger)
     try:
-        ledger.open_run(OpenRun(token="open", actor="bench", run_id=RUN_ID, lane="fraud"))
+        commands.runs.open(OpenRun(token="open", actor="bench", run_id=RUN_ID, lane="fraud"))
         admitted = decisions + decisions // 100
         for start in range(0, admitted, 10_000):
             inputs = tuple(f"txn-{number:07d}" for number in range(start, min(start + 10_000, admitted)))
-            ledger.admit_inputs(
+            commands.runs.admit(
                 AdmitInputs(token=f"basis-{start}", actor="bench", run_id=RUN_ID, input_ids=inputs)
             )
         decision_ids: list[str] = []
@@ -70,12 +72,12 @@ def build_run(target: DatabaseTarget, decisions: int, actions: int, failed: int)
                 )
                 for number in range(start, min(start + BATCH, decisions))
             ]
-            result = ledger.record_decision_batch(
+            result = commands.batches.record(
                 RUN_ID, items, f"batch-{start}", fingerprint("bench_batch", {"start": start})
             )
             decision_ids += [item.decision_id for item in result.view.items if item.decision_id][:10]
         for number in range(min(actions, len(decision_ids))):
-            action = ledger.request_action(
+            action = commands.actions.request(
                 RequestAction(
                     run_id=RUN_ID,
                     action_key=f"block-{number}",
@@ -88,7 +90,7 @@ def build_run(target: DatabaseTarget, decisions: int, actions: int, failed: int)
                 )
             )
             if number < failed:
-                ledger.fail_action(
+                commands.actions.fail(
                     FailAction(
                         action_id=UUID(action.view.action_id),
                         error="gateway timeout",
@@ -98,6 +100,7 @@ def build_run(target: DatabaseTarget, decisions: int, actions: int, failed: int)
                     )
                 )
     finally:
+        commands.close()
         ledger.close()
     return time.perf_counter() - started
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from application.verification import verify_run_proof
+from application.proof_checks import verify_run_proof
 from infrastructure.settings import ApiKeyEntry, Role, Settings
 from interfaces.api.app import create_app
 from interfaces.api.security import hash_api_key

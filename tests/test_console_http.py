@@ -138,7 +138,7 @@ def test_actions_and_audit_pages(seeded_open) -> None:
     assert "No actions match" in api.get("/console/actions", params={"status": "committed"}).text
     audit = api.get("/console/audit").text
     head = int(re.search(r'id="head-position">(\d+)<', audit).group(1))
-    assert head == api.app.state.service.ledger.index.head_position()
+    assert head == api.app.state.service.head_position()
     assert re.search(r'id="head-hash">[0-9a-f]{64}<', audit)
 
 

@@ -13,7 +13,9 @@ def demo(
     transactions: Annotated[int, typer.Option(min=10, max=100_000, help="Transactions per run")] = 1_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic lane")] = 7,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: a free one)")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Keep serving the console at the end")] = True,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Keep serving the console at the end")
+    ] = True,
 ) -> None:
     """A fraud lane on a fresh ledger in a temporary directory: a green run, a red one, its
     remediation; the console shows them (http://127.0.0.1:PORT/console)."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from application.read_models import RECONCILIATION_CATEGORIES
+from application.queries.read_models import RECONCILIATION_CATEGORIES
 from domain import errors
 from interfaces.console import reads
 from interfaces.console.context import ConsoleRoute, ViewerDep, render

@@ -8,17 +8,19 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from application.action_listing import ActionListPage, list_actions
-from application.read_models import (
+from application.proof_checks import VerificationFailed, verify_run_proof
+from application.queries.action_listing import ActionListPage, list_actions
+from application.queries.points import PointInLog
+from application.results import (
+    ActionView,
     AuditPage,
     CategoryPage,
     ReconciliationView,
     RunListPage,
     RunSummaryView,
+    RunView,
 )
 from application.service import LedgerService
-from application.verification import VerificationFailed, verify_run_proof
-from application.views import ActionView, RunView
 from domain import errors
 
 #: How many IDs each reconciliation category, and how many events the timeline, show a page.
@@ -70,9 +72,8 @@ def runs(
 
 
 def position_at(service: LedgerService, moment: datetime) -> int:
-    position = service.ledger.index.position_at(moment)
-    if position is None:
-        raise errors.NothingKnownYet(f"nothing was recorded at or before {moment.isoformat()}")
+    position = service.position_of(PointInLog(as_of=moment))
+    assert position is not None  # a time always names a position (or NothingKnownYet)
     return position
 
 
@@ -95,7 +96,7 @@ def run_page(
         current if as_of_position is None else read_models.summary(run_id, as_of_position=as_of_position)
     )
     reconciliation = _reconciliation(service, summary, category_after)
-    run = service.ledger.get_run(run_id, as_of_position=as_of_position)
+    run = service.queries.run(run_id, as_of_position=as_of_position)
     timeline = read_models.audit(
         run_id=run_id, after=timeline_after, limit=TIMELINE_PAGE, as_of_position=summary.as_of_position
     )
@@ -139,13 +140,6 @@ def _reconciliation(
     return ReconciliationView(summary.run_id, summary.as_of_position, pages)
 
 
-def latest_proof(run: RunView) -> dict[str, Any] | None:
-    for verdict in reversed(run.verdicts):
-        if verdict.get("proof"):
-            return verdict["proof"]
-    return None
-
-
 def proof_status(service: LedgerService, run: RunView) -> ProofStatus | None:
     """The latest proof of the run, checked against the key this server signs with."""
     for verdict in reversed(run.verdicts):
@@ -166,10 +160,7 @@ def proof_status(service: LedgerService, run: RunView) -> ProofStatus | None:
 
 
 def proof_of(service: LedgerService, run_id: str) -> dict[str, Any]:
-    proof = latest_proof(service.ledger.get_run(run_id))
-    if proof is None:
-        raise errors.ProofNotFound(f"run {run_id!r} has no committed attempt")
-    return proof
+    return service.queries.latest_proof(run_id)
 
 
 @dataclass(frozen=True)
@@ -191,7 +182,7 @@ def actions(
 ) -> ActionsPage:
     service.read_models.wait_for(min_position)
     listing = list_actions(service.read_models, status=status, run_id=run_id, after=after, limit=limit)
-    details = {row.action_id: service.ledger.get_action(UUID(row.action_id)) for row in listing.actions}
+    details = {row.action_id: service.queries.action(UUID(row.action_id)) for row in listing.actions}
     run_status = {
         run: service.read_models.summary(run).status for run in {row.run_id for row in listing.actions}
     }

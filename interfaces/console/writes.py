@@ -119,7 +119,7 @@ async def reopen_run(request: Request, viewer: ViewerDep, run_id: RunIdPath) -> 
     command = ReopenRun(
         run_id=run_id, reason=form.get("reason", ""), token=token, actor=viewer.principal.name
     )
-    result = await run_in_threadpool(viewer.service.ledger.reopen_run, command)
+    result = await run_in_threadpool(viewer.service.commands.runs.reopen, command)
     return RedirectResponse(
         f"/console/runs/{quote(run_id)}?notice=reopened&min_position={result.position}", 303
     )
@@ -131,7 +131,7 @@ async def waive_action(request: Request, viewer: ViewerDep, action_id: Annotated
     command = WaiveAction(
         action_id=action_id, reason=form.get("reason", ""), token=token, actor=viewer.principal.name
     )
-    result = await run_in_threadpool(viewer.service.ledger.waive_action, command)
+    result = await run_in_threadpool(viewer.service.commands.actions.waive, command)
     return RedirectResponse(
         f"/console/actions?run_id={quote(result.view.run_id)}&notice=waived&min_position={result.position}",
         303,

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from application.verification import VerificationFailed, verify_run_proof
+from application.proof_checks import VerificationFailed, verify_run_proof
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.demo.client import DemoFailed, LedgerClient

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application.read_models import ReadModels
+from application.queries.read_models import ReadModels
 from domain import errors
 from domain.action import ActionStatus
 
