@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench demo install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ install: $(STAMP)
 ## Serve the API on the embedded SQLite default (./decision-ledger.sqlite3).
 run: $(STAMP)
 	$(BIN)/decision-ledger serve
+
+## A fraud lane on a fresh ledger: watch it in the console (Ctrl-C stops it).
+demo: $(STAMP)
+	$(BIN)/decision-ledger demo $(DEMO_ARGS)
 
 ## Run the whole suite (PostgreSQL tests skip without a server unless
 ## DECISION_LEDGER_REQUIRE_POSTGRES=1).

@@ -22,6 +22,7 @@ from interfaces.api.routes import actions, decisions, operations, runs, transpar
 from interfaces.api.schemas import DecisionBatchItem
 from interfaces.api.security import Authenticator, refuse_open_mode_off_loopback
 from interfaces.bootstrap import build_service
+from interfaces.console.install import install_console
 
 
 def create_app(
@@ -61,6 +62,8 @@ def create_app(
         version="0.1.0",
         summary="Idempotent decisions and actions, append-only history, fail-closed runs with proofs.",
         lifespan=lifespan,
+        docs_url=None,  # the console serves /docs with Swagger UI files of its own (offline)
+        redoc_url=None,
         # Metrics are Prometheus (/metrics). FastAPI's OpenTelemetry bridge would otherwise
         # look for a configured provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -77,6 +80,7 @@ def create_app(
     # version recomputed) for every request.
     for router in (runs.router, decisions.router, actions.router, operations.router, transparency.router):
         app.router.routes.extend(router.routes)
+    install_console(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

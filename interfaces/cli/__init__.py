@@ -8,12 +8,13 @@ import sys
 
 import typer
 
-from interfaces.cli import audit, dispatch, keys, projections, runs, serve
+from interfaces.cli import audit, demo, dispatch, keys, projections, runs, serve
 
 app = typer.Typer(
     help="decision-ledger: a governed decisioning ledger.", no_args_is_help=True, add_completion=False
 )
 app.command()(serve.serve)
+app.command()(demo.demo)
 for sub_app, name in (
     (projections.app, "projections"),
     (audit.audit_app, "audit"),

@@ -1,0 +1,1 @@
+"""The demo lane: `decision-ledger demo`."""

@@ -1,0 +1,329 @@
+"""`decision-ledger demo`: a fraud lane against a fresh ledger, told with rich output.
+
+It serves the API and the console on loopback over a new SQLite database in a temporary
+directory, starts a local webhook receiver (the card processor), and plays three acts:
+
+1. a run whose decisions all arrive (30% of them twice, out of order): green, proof verified;
+2. a run that loses 5% of its decisions and meets one effector outage: red, with reasons;
+3. the remediation: reopen, send the missing decisions, redeliver the failed action: green.
+
+The demo itself plays the lane's effector: it calls the webhook for each decline and records
+the outcome on the action (commit, or fail as retryable).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from application.proof_checks import VerificationFailed, verify_run_proof
+from infrastructure.settings import Settings
+from interfaces.api.app import create_app
+from interfaces.demo.client import DemoFailed, LedgerClient
+from interfaces.demo.lane import Scored, at_least_once, score, transactions
+from interfaces.demo.receiver import WebhookReceiver
+
+DROPPED_SHARE = 0.05
+
+
+@dataclass
+class ActOutcome:
+    run_id: str
+    verdict: str
+    attempt: int
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    proof_verified: bool | None = None
+
+
+@dataclass
+class DemoReport:
+    console_url: str
+    acts: list[ActOutcome] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        verdicts = [act.verdict for act in self.acts]
+        proofs = [act.proof_verified for act in self.acts if act.verdict == "committed"]
+        return verdicts == ["committed", "rejected", "committed"] and all(proofs) and len(proofs) == 2
+
+
+class Demo:
+    def __init__(self, base_url: str, receiver: WebhookReceiver, out: Console, seed: int, size: int) -> None:
+        self.base_url = base_url
+        self.api = LedgerClient(httpx.Client(base_url=base_url, timeout=60))
+        self.receiver = receiver
+        self.out = out
+        self.rng = random.Random(seed)
+        self.size = size
+        self.webhooks = httpx.Client(timeout=10)
+
+    def shutdown(self) -> None:
+        self.api.http.close()
+        self.webhooks.close()
+
+    # --- The lane's steps -----------------------------------------------------------------
+
+    def open_and_admit(self, run_id: str) -> list[Scored]:
+        self.api.post("/runs", f"open-{run_id}", {"run_id": run_id, "lane": "fraud"})
+        batch = transactions(run_id, self.size, self.rng)
+        self.api.post(f"/runs/{run_id}/basis", f"basis-{run_id}", {"input_ids": [t.input_id for t in batch]})
+        scored = [score(transaction) for transaction in batch]
+        outcomes = {
+            name: sum(1 for s in scored if s.outcome == name) for name in ("approve", "review", "decline")
+        }
+        self.out.print(
+            f"  opened [bold]{run_id}[/], admitted {len(batch):,} transactions;"
+            f" the model says {outcomes['approve']:,} approve, {outcomes['review']:,} review,"
+            f" {outcomes['decline']:,} decline"
+        )
+        return scored
+
+    def deliver(self, run_id: str, scored: list[Scored]) -> dict[str, str]:
+        """Send the decisions at least once, shuffled; answer each input's decision ID."""
+        deliveries = at_least_once([s.decision_item(run_id) for s in scored], self.rng)
+        counts, ids = self.api.send_decisions(run_id, deliveries)
+        self.out.print(
+            f"  delivered {len(deliveries):,} messages for {len(scored):,} decisions (30% redelivered, shuffled):"
+            f" [green]{counts['created']:,} recorded[/], [cyan]{counts['replayed']:,} replays answered, not"
+            f" recorded again[/]"
+            + (
+                f", [red]{counts['conflict'] + counts['invalid']} refused[/]"
+                if counts["conflict"] + counts["invalid"]
+                else ""
+            )
+        )
+        if counts["conflict"] or counts["invalid"]:
+            raise DemoFailed(f"the ledger refused decisions of {run_id}: {counts}")
+        return ids
+
+    def act_on_declines(self, run_id: str, scored: list[Scored], decision_ids: dict[str, str]) -> list[str]:
+        """Request a block-card action for each decline, call the webhook, record what
+        happened; answer the IDs of the actions that failed."""
+        failed = []
+        for s in scored:
+            if s.outcome != "decline":
+                continue
+            input_id = s.transaction.input_id
+            action = self.api.post(
+                f"/runs/{run_id}/actions",
+                f"block-card-{input_id}",
+                {"decision_id": decision_ids[input_id], "kind": "block-card", "target": self.receiver.url},
+            )
+            if not self.effect(action, input_id, attempt=1):
+                failed.append(action["action_id"])
+        return failed
+
+    def effect(self, action: dict[str, Any], input_id: str, attempt: int) -> bool:
+        call = self.webhooks.post(
+            self.receiver.url, json={"action_id": action["action_id"], "input_id": input_id}
+        )
+        if call.status_code == 200:
+            self.api.post(
+                f"/actions/{action['action_id']}/commit",
+                f"commit-{action['action_id']}",
+                {"external_ref": call.json()["reference"]},
+            )
+            return True
+        self.api.post(
+            f"/actions/{action['action_id']}/fail",
+            f"fail-{action['action_id']}-{attempt}",
+            {
+                "error": f"webhook answered {call.status_code}: {call.json().get('error', '')}",
+                "retryable": True,
+            },
+        )
+        return False
+
+    def close(self, run_id: str, key: str) -> ActOutcome:
+        answer = self.api.post(f"/runs/{run_id}/close", key)
+        outcome = ActOutcome(run_id, answer["verdict"], answer["attempt"], answer["reasons"])
+        self.show_verdict(outcome)
+        if outcome.verdict == "committed":
+            outcome.proof_verified = self.verify_proof(run_id)
+        self.out.print(f"  see it: {self.base_url}/console/runs/{outcome.run_id}")
+        return outcome
+
+    def verify_proof(self, run_id: str) -> bool:
+        proof = self.api.get(f"/runs/{run_id}/proof")
+        public_key = self.api.get("/keys")["public_key"]
+        try:
+            verify_run_proof(proof, public_key)
+        except VerificationFailed as failure:
+            self.out.print(f"  [red]proof of {run_id} does NOT verify: {failure}[/]")
+            return False
+        self.out.print(f"  proof of [bold]{run_id}[/] verified offline against key {proof.get('key_id', '')}")
+        return True
+
+    def show_verdict(self, outcome: ActOutcome) -> None:
+        colour = "green" if outcome.verdict == "committed" else "red"
+        self.out.print(f"  verdict of attempt {outcome.attempt}: [bold {colour}]{outcome.verdict.upper()}[/]")
+        if outcome.reasons:
+            table = Table("reason", "count", "for example", title="why it is red", title_justify="left")
+            for reason in outcome.reasons:
+                table.add_row(reason["code"], f"{reason['count']:,}", ", ".join(reason["sample_ids"][:3]))
+            self.out.print(table)
+
+    # --- The three acts -------------------------------------------------------------------
+
+    def green_run(self, run_id: str) -> ActOutcome:
+        self.out.rule("[bold]1. A clean run")
+        scored = self.open_and_admit(run_id)
+        ids = self.deliver(run_id, scored)
+        failed = self.act_on_declines(run_id, scored, ids)
+        self.out.print(
+            f"  {len(self.receiver.blocked):,} cards blocked through the webhook, {len(failed)} failed"
+        )
+        return self.close(run_id, f"close-{run_id}")
+
+    def red_run(self, run_id: str) -> tuple[ActOutcome, list[Scored], list[str]]:
+        self.out.rule("[bold]2. A run that loses decisions and meets an outage")
+        scored = self.open_and_admit(run_id)
+        dropped = set(self.rng.sample(range(len(scored)), max(1, int(len(scored) * DROPPED_SHARE))))
+        kept = [s for index, s in enumerate(scored) if index not in dropped]
+        self.out.print(f"  the queue loses {len(dropped):,} decisions ({DROPPED_SHARE:.0%})")
+        ids = self.deliver(run_id, kept)
+        declines = [s for s in kept if s.outcome == "decline"]
+        if declines:
+            self.receiver.fail_for.add(declines[0].transaction.input_id)
+            self.out.print(
+                f"  the card processor is down for the call about {declines[0].transaction.input_id}"
+            )
+        failed = self.act_on_declines(run_id, kept, ids)
+        return self.close(run_id, f"close-{run_id}-1"), scored, failed
+
+    def remediate(self, run_id: str, scored: list[Scored], failed_actions: list[str]) -> ActOutcome:
+        self.out.rule("[bold]3. Remediation")
+        self.api.post(
+            f"/runs/{run_id}/reopen",
+            f"reopen-{run_id}",
+            {"reason": "resend lost decisions, retry the failed block"},
+        )
+        missing = set(self.api.missing(run_id))
+        resend = [s for s in scored if s.transaction.input_id in missing]
+        self.out.print(
+            f"  reopened; the ledger names {len(missing):,} missing inputs, which the lane scores and sends again"
+        )
+        ids = self.deliver(run_id, resend)
+        self.act_on_declines(run_id, resend, ids)
+        for action_id in failed_actions:
+            action = self.api.get(f"/actions/{action_id}")
+            redelivered = self.effect(action, action["input_id"], attempt=2)
+            self.out.print(
+                f"  redelivered the failed block-card action {action_id[:8]}…: {'committed' if redelivered else 'failed again'}"
+            )
+        return self.close(run_id, f"close-{run_id}-2")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def ledger_server(workdir: Path, port: int) -> Iterator[str]:
+    """The API and console over a new SQLite database, in open local mode on loopback."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise DemoFailed(f"port {port} on 127.0.0.1 cannot be used: {error.strerror}") from None
+    settings = Settings(
+        database_url=f"sqlite:///{workdir / 'demo.sqlite3'}",
+        signing_key=SecretStr(Ed25519PrivateKey.generate().private_bytes_raw().hex()),
+        api_keys=[],
+        api_keys_file=None,
+        host="127.0.0.1",
+        port=port,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise DemoFailed(f"the server did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def run_demo(
+    out: Console,
+    *,
+    transactions_per_run: int,
+    seed: int,
+    port: int | None,
+    wait: bool,
+    at_the_end: Callable[[str], None] | None = None,
+) -> DemoReport:
+    """`at_the_end` is called with the server's base URL once the story is told (for the
+    README's screenshot), while the server still serves."""
+    with tempfile.TemporaryDirectory(prefix="decision-ledger-demo-") as directory:
+        receiver = WebhookReceiver().start()
+        try:
+            with ledger_server(Path(directory), port or free_port()) as base_url:
+                out.print(
+                    Panel.fit(
+                        f"decision-ledger demo: a fraud lane on a fresh ledger in {directory}\n"
+                        f"console  {base_url}/console\nAPI docs {base_url}/docs\nwebhooks {receiver.url}",
+                        border_style="blue",
+                    )
+                )
+                report = DemoReport(f"{base_url}/console")
+                demo = Demo(base_url, receiver, out, seed, transactions_per_run)
+                try:
+                    report.acts.append(demo.green_run("fraud-day-1"))
+                    red, scored, failed = demo.red_run("fraud-day-2")
+                    report.acts.append(red)
+                    report.acts.append(demo.remediate("fraud-day-2", scored, failed))
+                finally:
+                    demo.shutdown()
+                summarise(out, report)
+                if at_the_end is not None:
+                    at_the_end(base_url)
+                if wait:
+                    out.print(f"\nThe console is at [bold]{report.console_url}[/]; Ctrl-C stops the demo.")
+                    try:
+                        while True:
+                            time.sleep(3600)
+                    except KeyboardInterrupt:
+                        out.print("stopped")
+                return report
+        finally:
+            receiver.stop()
+
+
+def summarise(out: Console, report: DemoReport) -> None:
+    table = Table("run", "attempt", "verdict", "proof", title="The demo's runs", title_justify="left")
+    for act in report.acts:
+        colour = "green" if act.verdict == "committed" else "red"
+        proof = {True: "verified", False: "NOT verified", None: "–"}[act.proof_verified]
+        table.add_row(act.run_id, str(act.attempt), f"[{colour}]{act.verdict}[/]", proof)
+    out.print(table)
+    out.print(
+        "[bold green]every run ended as the story says[/]"
+        if report.succeeded
+        else "[bold red]the story went wrong[/]"
+    )
