@@ -31,9 +31,18 @@ MAX_MODULE_LINES = 400
 #: Folders whose modules are not product code, or not ours.
 NOT_PRODUCT = {"tests", "bench", "build", "dist", "node_modules", "site-packages"}
 
-#: The adapters the application builds on directly: the projections' view stores are the
-#: library's tracking recorders, and the library's internals sit behind one adapter.
-APPLICATION_ADAPTERS = {"infrastructure.view_store", "infrastructure.eventsourcing_compat"}
+#: The adapters the application still builds on directly (each a port left to extract): the
+#: projections' view stores are the library's tracking recorders, the library's internals sit
+#: behind one adapter, the dispatcher takes the effectors' configuration and the webhook
+#: sender, the transparency log its checkpoint store and key ring.
+APPLICATION_ADAPTERS = {
+    "infrastructure.view_store",
+    "infrastructure.eventsourcing_compat",
+    "infrastructure.effectors",
+    "infrastructure.webhook_sender",
+    "infrastructure.checkpoint_store",
+    "infrastructure.keyring",
+}
 
 
 @dataclass(frozen=True)
