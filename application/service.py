@@ -14,8 +14,7 @@ from application.action_lists import ActionLists
 from application.answers import Answers
 from application.closing import RunCloser
 from application.commands import Commands
-from application.dispatch.dispatcher import Dispatcher
-from application.dispatch.metrics import DispatchMetrics
+from application.election import LeaderElection, LocalElection
 from application.ledger import DecisionLedger, LedgerTuning
 from application.projections.runtime import Difference, ProjectionFailure, Projections, ProjectionStatus
 from application.projections.worker import ProjectionWorker
@@ -53,6 +52,10 @@ class LedgerService:
     closer: RunCloser
     signer: SigningKey
     library_env: dict[str, str]
+    #: Who leads each follower across the processes on the database.
+    election: LeaderElection = field(default_factory=LocalElection)
+    #: How often a standing-by process tries to take the lead (seconds).
+    leader_poll_s: float = 2.0
     worker: ProjectionWorker | None = field(default=None)
     effectors: Effectors = field(default=NO_EFFECTORS)
     dispatcher: Dispatcher | None = field(default=None)
@@ -67,7 +70,8 @@ class LedgerService:
         close_timeout: float = 15.0,
         tuning: LedgerTuning | None = None,
         clock: Clock = system_clock,
-        effectors: Effectors = NO_EFFECTORS,
+        election: LeaderElection | None = None,
+        leader_poll_s: float = 2.0,
     ) -> LedgerService:
         ledger = DecisionLedger(env=library_env, tuning=tuning, clock=clock)
         commands = Commands.over(ledger)
@@ -84,7 +88,8 @@ class LedgerService:
             closer,
             signer,
             library_env,
-            effectors=effectors,
+            election or LocalElection(),
+            leader_poll_s,
         )
 
     # --- The point of the log a read is about ---------------------------------------------
@@ -163,12 +168,19 @@ class LedgerService:
     def start_projections(self, on_failure: Callable[[ProjectionFailure], None] | None = None) -> None:
         """Follow the log in this process (the default for `serve`)."""
         if self.worker is None:
-            self.worker = ProjectionWorker(self.projections, self.library_env, on_failure=on_failure)
+            self.worker = self._projection_worker()
             self.worker.start()
 
     def follow_forever(self) -> None:
         """Follow the log in this process until interrupted (`projections run`)."""
-        ProjectionWorker(self.projections, self.library_env).run_forever()
+        self.worker = self._projection_worker()
+        try:
+            self.worker.run_forever()
+        finally:
+            self.worker = None
+
+    def _projection_worker(self) -> ProjectionWorker:
+        return ProjectionWorker(self.projections, self.library_env, self.election, poll_s=self.leader_poll_s)
 
     # --- Dispatch ------------------------------------------------------------------------------
 
@@ -199,5 +211,6 @@ class LedgerService:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        self.election.close()
         self.commands.close()
         self.ledger.close()

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     #: Run the projections inside `serve` (else run `decision-ledger projections run`).
     run_projections: bool = True
+    #: How often a process standing by for a follower (a projection, the dispatcher) tries
+    #: to take the lead (seconds). Failover after a leader dies takes at most about this
+    #: long once its lock is free (at once for a killed process on the same network; for a
+    #: vanished host, when the server's keepalives give up, `leader_dead_after_s`).
+    leader_poll_s: float = Field(default=2.0, gt=0, le=60)
+    #: PostgreSQL: the server ends the election session of a client that stopped answering
+    #: after about this long (TCP keepalives of that one connection), freeing its locks.
+    leader_dead_after_s: float = Field(default=6.0, ge=3, le=600)
     #: How long a close waits for the read models to reach its seal (seconds).
     close_timeout: float = Field(default=15.0, gt=0)
     #: How long a query waits for `min_position` (seconds).

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from application.election import LeaderElection
 from application.ledger import LedgerTuning
 from application.service import LedgerService
 from domain.clock import Clock, system_clock
-from infrastructure.effectors import load_effectors
+from infrastructure.file_election import FileLockElection
+from infrastructure.postgres_election import PostgresElection
 from infrastructure.settings import ConfigurationError, Settings
 from infrastructure.signing import Signer
 
@@ -54,6 +56,14 @@ def ledger_tuning(settings: Settings) -> LedgerTuning:
     )
 
 
+def election_for(settings: Settings) -> LeaderElection:
+    """One follower of each name across every process on the database."""
+    target = settings.database()
+    if target.sqlite_path is not None:
+        return FileLockElection(target.sqlite_path)
+    return PostgresElection(target, dead_after_s=settings.leader_dead_after_s)
+
+
 def build_service(settings: Settings, *, signing: bool = True, clock: Clock = system_clock) -> LedgerService:
     """The effectors file is read first: a bad one is refused before anything is opened."""
     effectors = load_effectors(settings.effectors_file)
@@ -64,5 +74,6 @@ def build_service(settings: Settings, *, signing: bool = True, clock: Clock = sy
         close_timeout=settings.close_timeout,
         tuning=ledger_tuning(settings),
         clock=clock,
-        effectors=effectors,
+        election=election_for(settings),
+        leader_poll_s=settings.leader_poll_s,
     )
