@@ -3,9 +3,8 @@
 The lock belongs to the open file: it is freed when the process dies or closes it. Each
 take-over bumps the follower's epoch in `follower_leaders`, in the database itself, and
 the follower's write transaction compares it with its own (the fence), as on PostgreSQL.
-On SQLite the database's single writer serialises the take-over and the batches: a batch
-that read the old epoch cannot commit after the new one was written (WAL refuses a stale
-snapshot's write).
+The fence is the batch's first statement and a write, so the database's single writer
+lock serialises take-overs and batches.
 """
 
 from __future__ import annotations
@@ -146,11 +145,15 @@ class _FileFence(Fence):
         self.epoch = epoch
 
     def check(self, cursor: FenceCursor) -> None:
-        cursor.execute(f"SELECT epoch FROM {LEADERS_TABLE} WHERE name = ?", (self.name,))
-        row = cursor.fetchone()
-        current = None if row is None else int(row["epoch"])
-        if current != self.epoch:
-            raise LeadershipLost(f"{self.name}: epoch {self.epoch} was superseded by {current}")
+        # A write, so that it is the transaction's first statement takes the database's
+        # write lock at once (waiting for it): the batch then runs on a snapshot no other
+        # process can make stale, and a take-over waits for the batch to commit.
+        cursor.execute(
+            f"UPDATE {LEADERS_TABLE} SET epoch = epoch WHERE name = ? AND epoch = ? RETURNING epoch",
+            (self.name, self.epoch),
+        )
+        if cursor.fetchone() is None:
+            raise LeadershipLost(f"{self.name}: epoch {self.epoch} was superseded")
 
 
 class _FileLeadership(Leadership):

@@ -19,6 +19,14 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
+class ServeRole(StrEnum):
+    """What a `serve` process does: the REST API, the followers of the log, or both."""
+
+    API = "api"
+    FOLLOWERS = "followers"
+    ALL = "all"
+
+
 class ApiKeyEntry(BaseModel):
     """One API key, as its SHA-256: the key itself is never stored."""
 
@@ -49,7 +57,10 @@ class Settings(BaseSettings):
     #: A raw Ed25519 private key, 64 hex characters.
     signing_key: SecretStr | None = None
     signing_key_file: Path | None = None
-    #: Run the projections inside `serve` (else run `decision-ledger projections run`).
+    #: What `serve` runs: `all` (the API, and standing for every follower: any number of
+    #: such processes may share a database, one leads each follower), `api` or `followers`.
+    role: ServeRole = ServeRole.ALL
+    #: false: `serve` leaves the followers to other processes (as `role=api` does).
     run_projections: bool = True
     #: How often a process standing by for a follower (a projection, the dispatcher) tries
     #: to take the lead (seconds). Failover after a leader dies takes at most about this
@@ -132,6 +143,14 @@ class Settings(BaseSettings):
         return self.database().library_env(
             bounds, pool_size=self.pool_size, max_overflow=self.pool_max_overflow
         )
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role != ServeRole.FOLLOWERS
+
+    @property
+    def runs_followers(self) -> bool:
+        return self.role != ServeRole.API and self.run_projections
 
     @property
     def command_threads(self) -> int:

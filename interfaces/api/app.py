@@ -42,12 +42,8 @@ def create_app(
         ledger_service.ledger.saved_listeners.append(
             lambda recordings: metrics.events_appended.inc(len(recordings))
         )
-        if settings.run_projections:
-            ledger_service.start_projections(
-                on_failure=lambda failure: metrics.projection_failures.labels(failure.name).inc()
-            )
-        if settings.run_dispatcher:
-            ledger_service.start_dispatcher(settings.dispatch_concurrency, metrics.registry)
+        if settings.runs_followers:
+            ledger_service.start_projections()
         app.state.service = ledger_service
         try:
             yield

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from application.service import LedgerService
-from interfaces.cli.common import DatabaseUrl, err, fail, load_settings, out, service_for, tracked
+from interfaces.cli.common import (
+    DatabaseUrl,
+    err,
+    fail,
+    load_settings,
+    log_followers,
+    out,
+    service_for,
+    tracked,
+)
 
 app = typer.Typer(help="Run, rebuild, inspect and verify the read models.", no_args_is_help=True)
 ProjectionName = Annotated[str | None, typer.Option("--name", help="One projection (default: all)")]
@@ -17,9 +26,10 @@ ProjectionName = Annotated[str | None, typer.Option("--name", help="One projecti
 
 @app.command("run")
 def projections_run(database_url: DatabaseUrl = None) -> None:
-    """Follow the log in this process, so API processes can share one worker
-    (serve them with DECISION_LEDGER_RUN_PROJECTIONS=false)."""
+    """Stand for every projection in this process (as `serve --role followers` does): one
+    process on the database leads each, the others take over when it goes."""
     settings = load_settings(database_url)
+    log_followers()
     with service_for(settings) as service:
         err.print(f"projection worker following {settings.database().describe()}; Ctrl-C stops it")
         with contextlib.suppress(KeyboardInterrupt):
