@@ -155,8 +155,9 @@ def test_a_leader_cut_off_from_its_lock_stops_before_the_standby_takes_over(
                     ).fetchall()
                 assert cut == [(True,)]
                 # The standby takes over; the cut-off process keeps serving the API.
-                successor = standby.pid
-                assert wait_until(lambda: led_by(database_url, successor), 15), leaders(database_url)
+                assert wait_until(lambda pid=standby.pid: led_by(database_url, pid), 15), leaders(
+                    database_url
+                )
             with leader.client() as client:
                 assert close(client, f"load-{cycle}").status_code == 200
             leader, standby = standby, leader
