@@ -4,10 +4,12 @@ with one election object per "process", on SQLite (file locks) and PostgreSQL
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
-from application.election import Candidacy, LeaderElection, LeadershipLost
+from application.election import Candidacy, LeaderElection, Leadership, LeadershipLost
 from application.ledger import DecisionLedger
 from infrastructure.database import parse_database_url
 from infrastructure.file_election import FileLockElection
@@ -137,3 +139,38 @@ def test_postgres_a_terminated_lock_connection_loses_the_lead(postgres_schema) -
     finally:
         first.close()
         second.close()
+
+
+def test_a_take_over_waits_for_the_old_leaders_batch_in_flight(
+    ledger: DecisionLedger, elections: list[LeaderElection]
+) -> None:
+    first, second, _ = elections
+    store = a_view_store(ledger)
+    canary = store.table("canary")
+    with store.cursor(commit=True) as cursor:
+        cursor.execute(f"CREATE TABLE {canary} (x INTEGER)")
+    leader = first.try_lead("projection:runs")
+    assert leader is not None
+    old_fence = leader.fence()
+    taken: list[Leadership | None] = []
+    with store.cursor(commit=True) as cursor:
+        # A batch of the old leader passed its fence, and is still writing...
+        old_fence.check(cursor)
+        cursor.execute(f"INSERT INTO {canary} VALUES (1)")
+        # ...when it loses its lock and a standby takes over.
+        leader.release()
+        taking_over = threading.Thread(target=lambda: taken.append(second.try_lead("projection:runs")))
+        taking_over.start()
+        taking_over.join(timeout=1.0)
+        # The take-over waits for the batch.
+        assert taking_over.is_alive() and not taken
+    # The batch committed; then the take-over completed, with a newer epoch.
+    taking_over.join(timeout=30)
+    successor = taken[0]
+    assert successor is not None and successor.epoch == leader.epoch + 1
+    assert store.fetchall(f"SELECT x FROM {canary}") == [{"x": 1}]
+    # The old leader's next batch is refused.
+    with pytest.raises(LeadershipLost), store.cursor(commit=True) as cursor:
+        old_fence.check(cursor)
+        cursor.execute(f"INSERT INTO {canary} VALUES (2)")
+    assert store.fetchall(f"SELECT x FROM {canary}") == [{"x": 1}]
