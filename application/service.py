@@ -15,6 +15,7 @@ from application.answers import Answers
 from application.closing import RunCloser
 from application.commands import Commands
 from application.election import LeaderElection, LocalElection
+from application.follower_status import FollowerStatus, follower_statuses
 from application.ledger import DecisionLedger, LedgerTuning
 from application.projections.runtime import Difference, ProjectionFailure, Projections, ProjectionStatus
 from application.projections.worker import ProjectionWorker
@@ -34,12 +35,7 @@ Progress = Callable[[int], None]
 class Readiness:
     head_position: int
     projection_lag: dict[str, int]
-    #: Projections stopped on an event they cannot apply: the service is not ready.
-    failures: list[ProjectionFailure]
-
-    @property
-    def ready(self) -> bool:
-        return not self.failures
+    followers: list[FollowerStatus]
 
 
 @dataclass
@@ -146,10 +142,17 @@ class LedgerService:
     # --- Projections -------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
-        statuses = self.projections.status()
-        lags = {status.name: status.lag for status in statuses}
-        failures = [status.failure for status in statuses if status.failure is not None]
-        return Readiness(self.head_position(), lags, failures)
+        followers = self.follower_status()
+        lags = {status.name.removeprefix("projection:"): status.lag_positions for status in followers}
+        return Readiness(self.head_position(), lags, followers)
+
+    def follower_status(self) -> list[FollowerStatus]:
+        """Who leads each follower, how far it got and how far behind it is."""
+        return follower_statuses(self.projections, self.election, self.ledger.clock)
+
+    def leading(self) -> dict[str, bool]:
+        """The followers this process leads now (none unless it runs them)."""
+        return self.worker.leading() if self.worker is not None else {}
 
     def projection_status(self) -> list[ProjectionStatus]:
         return self.projections.status()

@@ -213,13 +213,14 @@ class WriteLoad:
                     self.written += 1
 
 
-def verify_projections(database_url: str, directory: Path) -> subprocess.CompletedProcess[str]:
+def projections_cli(command: str, database_url: str, directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CONSOLE_SCRIPT), "projections", "verify", "--database-url", database_url],
+        [str(CONSOLE_SCRIPT), "projections", command, "--database-url", database_url],
         cwd=directory,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "COLUMNS": "250"},
     )
 
 

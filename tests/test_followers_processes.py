@@ -23,9 +23,9 @@ from tests.serve_processes import (
     leaders,
     led_by,
     open_run,
+    projections_cli,
     record_decisions,
     serve_processes,
-    verify_projections,
     wait_until,
 )
 
@@ -43,7 +43,7 @@ def assert_quiet(*processes) -> None:
 
 
 def assert_views_equal_a_rebuild(database_url: str, directory: Path) -> None:
-    result = verify_projections(database_url, directory)
+    result = projections_cli("verify", database_url, directory)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("identical to a rebuild") == 2, result.stdout
 
@@ -84,6 +84,12 @@ def test_two_serve_processes_share_the_followers_without_conflicts(
         assert all(records[name].active for name in PROJECTION_FOLLOWERS)
         assert {records[name].pid for name in PROJECTION_FOLLOWERS} <= {first.pid, second.pid}
         assert all(records[name].epoch == 1 for name in PROJECTION_FOLLOWERS), records
+        # The CLI names the leader of each follower.
+        status = projections_cli("status", database_url, tmp_path)
+        assert status.returncode == 0, status.stderr
+        for name in PROJECTION_FOLLOWERS:
+            line = next(line for line in status.stdout.splitlines() if name in line)
+            assert f"pid {records[name].pid}" in line, status.stdout
 
     # Neither log shows a view conflict or a restarted follower; the views equal a rebuild.
     assert_quiet(first, second)

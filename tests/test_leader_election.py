@@ -174,3 +174,19 @@ def test_a_take_over_waits_for_the_old_leaders_batch_in_flight(
         old_fence.check(cursor)
         cursor.execute(f"INSERT INTO {canary} VALUES (2)")
     assert store.fetchall(f"SELECT x FROM {canary}") == [{"x": 1}]
+
+
+def test_a_followers_last_error_is_kept_until_the_next_take_over(elections: list[LeaderElection]) -> None:
+    first, second, third = elections
+    leader = first.try_lead("projection:audit")
+    assert leader is not None
+
+    leader.report_error("OperationalError: the server closed the connection")
+
+    record = third.leaders()["projection:audit"]
+    assert record.last_error == "OperationalError: the server closed the connection"
+    assert record.last_error_at is not None
+    # A new leader starts with a clean slate.
+    leader.release()
+    assert second.try_lead("projection:audit") is not None
+    assert third.leaders()["projection:audit"].last_error is None

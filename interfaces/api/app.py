@@ -42,6 +42,7 @@ def create_app(
         ledger_service.ledger.saved_listeners.append(
             lambda recordings: metrics.events_appended.inc(len(recordings))
         )
+        metrics.watch_followers(ledger_service.follower_status, ledger_service.leading)
         if settings.runs_followers:
             ledger_service.start_projections()
         app.state.service = ledger_service

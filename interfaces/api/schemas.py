@@ -381,3 +381,39 @@ class KeysPublic(BaseModel):
 class HealthPublic(BaseModel):
     status: str
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeaderPublic(BaseModel):
+    host: str
+    pid: int
+    since: datetime
+    epoch: int
+    #: False: the process that last took the lead no longer holds it, and nobody does.
+    active: bool
+
+
+class FollowerPublic(BaseModel):
+    name: str
+    leader: LeaderPublic | None
+    position: int
+    lag_positions: int
+    lag_seconds: float
+    last_error: str | None
+    last_error_at: datetime | None
+
+    @classmethod
+    def of(cls, status: Any) -> FollowerPublic:
+        leader = status.leader
+        return cls(
+            name=status.name,
+            leader=None
+            if leader is None
+            else LeaderPublic(
+                host=leader.host, pid=leader.pid, since=leader.since, epoch=leader.epoch, active=leader.active
+            ),
+            position=status.position,
+            lag_positions=status.lag_positions,
+            lag_seconds=round(status.lag_seconds, 3),
+            last_error=status.last_error,
+            last_error_at=status.last_error_at,
+        )

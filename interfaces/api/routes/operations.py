@@ -13,7 +13,7 @@ from application.redaction import redacted
 from interfaces.api.dependencies import ReadCallDep, ServiceDep, reflects
 from interfaces.api.problems import PROBLEM_TYPE_PREFIX, HttpProblem, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS
-from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
+from interfaces.api.schemas import AuditPagePublic, FollowerPublic, HealthPublic, KeysPublic, RunId
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -50,7 +50,13 @@ def readiness(service: ServiceDep, request: Request) -> Any:
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     return HealthPublic(
         status="ready",
-        detail={"head_position": readiness.head_position, "projection_lag": readiness.projection_lag},
+        detail={
+            "head_position": readiness.head_position,
+            "projection_lag": readiness.projection_lag,
+            "followers": [
+                FollowerPublic.of(status).model_dump(mode="json") for status in readiness.followers
+            ],
+        },
     )
 
 
