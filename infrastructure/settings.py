@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     #: load. The ledger's threads for commands that wait on the database follow their sum.
     pool_size: int = Field(default=2, ge=1, le=100)
     pool_max_overflow: int = Field(default=18, ge=0, le=500)
+    #: PostgreSQL: let psycopg prepare statements it runs often. Set false behind PgBouncer
+    #: in transaction mode (docs/deploying.md, "Connection budget").
+    postgres_prepared_statements: bool = True
     #: Recent answers, by token, that a process replays without the database.
     answer_cache_entries: int = Field(default=20_000, ge=1)
     #: When recently saved events became known (answers need no second query).
@@ -132,16 +135,11 @@ class Settings(BaseSettings):
         return parse_database_url(self.database_url)
 
     def library_env(self) -> dict[str, str]:
-        """The eventsourcing library's settings for this database, pool and bounds."""
-        bounds = OutageBounds(
-            pool_timeout=self.database_pool_timeout,
-            connect_timeout=self.database_connect_timeout,
-            lock_timeout=self.database_lock_timeout,
-            retry_deadline=self.database_retry_deadline,
-            sqlite_lock_timeout=self.sqlite_lock_timeout,
-        )
+        """The eventsourcing library's settings for this database and pool."""
         return self.database().library_env(
-            bounds, pool_size=self.pool_size, max_overflow=self.pool_max_overflow
+            pool_size=self.pool_size,
+            max_overflow=self.pool_max_overflow,
+            prepared_statements=self.postgres_prepared_statements,
         )
 
     @property
