@@ -201,24 +201,26 @@ class PostgresElection(LeaderElection):
     # --- What status shows ------------------------------------------------------------------
 
     def leaders(self) -> dict[str, LeaderRecord]:
-        with psycopg.connect(self.target.conninfo, autocommit=True, row_factory=dict_row) as connection:
-            exists = connection.execute(
-                "SELECT to_regclass(%s) IS NOT NULL AS present",
-                (sql.Identifier(self.schema, LEADERS_TABLE).as_string(connection),),
+        """Read on the election's own connection: status and health checks open none."""
+        with self._lock:
+            try:
+                return self._leaders(self._usable_connection())
+            except psycopg.OperationalError:
+                self._drop_connection()
+                raise
+
+    def _leaders(self, connection: psycopg.Connection[dict[str, Any]]) -> dict[str, LeaderRecord]:
+        rows = connection.execute(sql.SQL("SELECT * FROM {} ORDER BY name").format(self.table)).fetchall()
+        records = {}
+        for row in rows:
+            classid, objid = lock_ids(advisory_key(self.schema, row["name"]))
+            held = connection.execute(
+                "SELECT count(*) AS held FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = %s AND classid = %s::oid AND objid = %s::oid AND objsubid = 1",
+                (row["backend_pid"], classid, objid),
             ).fetchone()
-            if not exists or not exists["present"]:
-                return {}
-            rows = connection.execute(sql.SQL("SELECT * FROM {} ORDER BY name").format(self.table)).fetchall()
-            records = {}
-            for row in rows:
-                classid, objid = lock_ids(advisory_key(self.schema, row["name"]))
-                held = connection.execute(
-                    "SELECT count(*) AS held FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND pid = %s AND classid = %s::oid AND objid = %s::oid AND objsubid = 1",
-                    (row["backend_pid"], classid, objid),
-                ).fetchone()
-                records[row["name"]] = _record(row, active=bool(held and held["held"]))
-            return records
+            records[row["name"]] = _record(row, active=bool(held and held["held"]))
+        return records
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,10 @@ from infrastructure.eventsourcing_compat import BatchingProjectionRunner
 
 log = logging.getLogger(__name__)
 
+#: A runner's own application only subscribes to the log: one connection listens for new
+#: events, one fetches them (the views are written through the service's pool).
+RUNNER_POOL = {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "1"}
+
 
 def follower_name(projection: str) -> str:
     return f"projection:{projection}"
@@ -38,7 +42,7 @@ class ProjectionWorker:
         check_interval: float = 0.5,
     ):
         self.projections = projections
-        self.env = env
+        self.env = {**env, **RUNNER_POOL}
         self.check_interval = check_interval
         self.candidacies = {
             name: Candidacy(election, follower_name(name), poll_s=poll_s) for name in projections.names
