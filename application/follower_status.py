@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from application.election import LeaderElection, LeaderRecord
-from application.projections.runtime import Projections
+from application.projections.runtime import Projections, ProjectionStatus
 from application.projections.worker import follower_name
 from domain.clock import Clock
 
@@ -30,14 +30,18 @@ class FollowerStatus:
 
 
 def follower_statuses(
-    projections: Projections, election: LeaderElection, clock: Clock
+    projections: Projections,
+    election: LeaderElection,
+    clock: Clock,
+    statuses: list[ProjectionStatus] | None = None,
 ) -> list[FollowerStatus]:
+    """`statuses`: the projections' own, when the caller has them already."""
     index = projections.app.index
     leaders = election.leaders()
     head = index.head_position()
     now = clock()
-    statuses = []
-    for status in projections.status():
+    followers = []
+    for status in statuses if statuses is not None else projections.status():
         name = follower_name(status.name)
         leader = leaders.get(name)
         lag_seconds = 0.0
@@ -45,7 +49,11 @@ def follower_statuses(
             oldest = index.events_between(status.position, None, 1)
             if oldest:
                 lag_seconds = max(0.0, (now - oldest[0].recorded_at).total_seconds())
-        statuses.append(
+        # This process's own failure when it leads it; else what the leader recorded.
+        error = leader.last_error if leader else None
+        if status.failure is not None:
+            error = status.failure.error
+        followers.append(
             FollowerStatus(
                 name=name,
                 leader=leader,
@@ -53,8 +61,8 @@ def follower_statuses(
                 head=max(head, status.head),
                 lag_positions=status.lag,
                 lag_seconds=lag_seconds,
-                last_error=leader.last_error if leader else None,
-                last_error_at=leader.last_error_at if leader else None,
+                last_error=error,
+                last_error_at=leader.last_error_at if leader and error else None,
             )
         )
-    return statuses
+    return followers

@@ -35,7 +35,13 @@ Progress = Callable[[int], None]
 class Readiness:
     head_position: int
     projection_lag: dict[str, int]
+    #: Projections stopped on an event they cannot apply: the service is not ready.
+    failures: list[ProjectionFailure]
     followers: list[FollowerStatus]
+
+    @property
+    def ready(self) -> bool:
+        return not self.failures
 
 
 @dataclass
@@ -142,9 +148,11 @@ class LedgerService:
     # --- Projections -------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
-        followers = self.follower_status()
-        lags = {status.name.removeprefix("projection:"): status.lag_positions for status in followers}
-        return Readiness(self.head_position(), lags, followers)
+        statuses = self.projections.status()
+        lags = {status.name: status.lag for status in statuses}
+        failures = [status.failure for status in statuses if status.failure is not None]
+        followers = follower_statuses(self.projections, self.election, self.ledger.clock, statuses)
+        return Readiness(self.head_position(), lags, failures, followers)
 
     def follower_status(self) -> list[FollowerStatus]:
         """Who leads each follower, how far it got and how far behind it is."""
@@ -171,7 +179,7 @@ class LedgerService:
     def start_projections(self, on_failure: Callable[[ProjectionFailure], None] | None = None) -> None:
         """Follow the log in this process (the default for `serve`)."""
         if self.worker is None:
-            self.worker = self._projection_worker()
+            self.worker = self._projection_worker(on_failure)
             self.worker.start()
 
     def follow_forever(self) -> None:
@@ -182,8 +190,16 @@ class LedgerService:
         finally:
             self.worker = None
 
-    def _projection_worker(self) -> ProjectionWorker:
-        return ProjectionWorker(self.projections, self.library_env, self.election, poll_s=self.leader_poll_s)
+    def _projection_worker(
+        self, on_failure: Callable[[ProjectionFailure], None] | None = None
+    ) -> ProjectionWorker:
+        return ProjectionWorker(
+            self.projections,
+            self.library_env,
+            self.election,
+            poll_s=self.leader_poll_s,
+            on_failure=on_failure,
+        )
 
     # --- Dispatch ------------------------------------------------------------------------------
 

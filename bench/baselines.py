@@ -31,8 +31,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from bench.common import DEFAULT_POSTGRES_URL, database, latency_summary
-from domain.commands import ModelRef, RecordDecision
 from domain.clock import system_clock
+from domain.commands import ModelRef, RecordDecision
 from domain.decision import Decision
 from infrastructure.database import DatabaseTarget
 

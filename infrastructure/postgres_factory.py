@@ -22,4 +22,6 @@ class LedgerPostgresFactory(PostgresFactory):
         if not strtobool(self.env.get(self.POSTGRES_PREPARED_STATEMENTS) or "yes"):
             # The pool has not opened yet (it opens on first use) and passes these keyword
             # arguments to every connection it makes.
-            self.datastore.pool.kwargs["prepare_threshold"] = None
+            kwargs = self.datastore.pool.kwargs
+            assert isinstance(kwargs, dict)  # the library passes a dict
+            kwargs["prepare_threshold"] = None

@@ -3,7 +3,8 @@
 Every process stands for every projection (the followers "projection:<name>"); the
 election lets one lead each across all processes on the database. The leader's runner
 writes through a fence, so a process that lost the lead cannot commit after a new leader
-took over. Runners are restarted when their live generation changes or they fail.
+took over. Runners are restarted when their live generation changes or they fail (after
+a pause that grows with each failure).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def follower_name(projection: str) -> str:
 class ProjectionWorker:
     """Stands for every projection, and runs those it leads with the library's runners."""
 
+    #: Longest pause before a failed projection is tried again (seconds).
+    MAX_RETRY_DELAY = 30.0
+
     def __init__(
         self,
         projections: Projections,
@@ -40,13 +44,16 @@ class ProjectionWorker:
         *,
         poll_s: float = 2.0,
         check_interval: float = 0.5,
+        on_failure: Callable[[ProjectionFailure], None] | None = None,
     ):
         self.projections = projections
         self.env = {**env, **RUNNER_POOL}
         self.check_interval = check_interval
+        self.on_failure = on_failure
         self.candidacies = {
             name: Candidacy(election, follower_name(name), poll_s=poll_s) for name in projections.names
         }
+        self._retry_at: dict[str, float] = {}
         self._runners: dict[str, tuple[int, BatchingProjectionRunner]] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="projection-worker", daemon=True)
@@ -103,23 +110,29 @@ class ProjectionWorker:
                 if runner.is_interrupted.is_set():
                     self._note_failure(name, runner)
                 self._stop_runner(name)
-            leadership = candidacy.leadership
-            assert leadership is not None
-            store = self.projections.store(name, generation)
-            projection = self.projections.kind(name).build(store, self.projections.app)
-            projection.fence = leadership.fence()
-            runner = BatchingProjectionRunner(
-                projection=projection,
-                application_class=DecisionLedger,
-                tracking_recorder=store,
-                topics=(),
-                env=self.env,
-            )
-            runner.__enter__()
-            self._runners[name] = (generation, runner)
+            if time.monotonic() < self._retry_at.get(name, 0.0):
+                continue
+            self._start_runner(name, generation, candidacy)
+
+    def _start_runner(self, name: str, generation: int, candidacy: Candidacy) -> None:
+        leadership = candidacy.leadership
+        assert leadership is not None
+        store = self.projections.store(name, generation)
+        projection = self.projections.kind(name).build(store, self.projections.app)
+        projection.fence = leadership.fence()
+        runner = BatchingProjectionRunner(
+            projection=projection,
+            application_class=DecisionLedger,
+            tracking_recorder=store,
+            topics=(),
+            env=self.env,
+        )
+        runner.__enter__()
+        self._runners[name] = (generation, runner)
 
     def _note_failure(self, name: str, runner: BatchingProjectionRunner) -> None:
-        """Keep the failure visible, and try again later, each time a little later."""
+        """Keep the failure visible (to every process: the election records it), and try
+        again later, each time a little later."""
         try:
             runner.run_forever(timeout=0)
             return  # stopped without an error
@@ -130,11 +143,11 @@ class ProjectionWorker:
         self._retry_at[name] = time.monotonic() + delay
         if self.on_failure is not None:
             self.on_failure(failure)
+        self.candidacies[name].report_error(failure.error)
 
     def _stop_runner(self, name: str) -> None:
         _, runner = self._runners.pop(name)
         try:
             runner.__exit__(None, None, None)
-        except Exception as error:
-            log.error("projection %s failed: %s", name, error)
-            self.candidacies[name].report_error(f"{type(error).__name__}: {error}")
+        except Exception as error:  # noted already when it stopped the runner
+            log.info("projection %s stopped: %s: %s", name, type(error).__name__, error)

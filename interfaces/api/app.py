@@ -44,7 +44,9 @@ def create_app(
         )
         metrics.watch_followers(ledger_service.follower_status, ledger_service.leading)
         if settings.runs_followers:
-            ledger_service.start_projections()
+            ledger_service.start_projections(
+                on_failure=lambda failure: metrics.projection_failures.labels(failure.name).inc()
+            )
         app.state.service = ledger_service
         try:
             yield

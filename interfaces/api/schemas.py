@@ -414,6 +414,7 @@ class FollowerPublic(BaseModel):
             position=status.position,
             lag_positions=status.lag_positions,
             lag_seconds=round(status.lag_seconds, 3),
-            last_error=status.last_error,
+            # The error's kind only: its text may quote data (`projections status` shows it).
+            last_error=status.last_error.split(":")[0] if status.last_error else None,
             last_error_at=status.last_error_at,
         )
