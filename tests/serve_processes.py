@@ -52,6 +52,25 @@ class ServeProcess:
         return self.process.pid
 
     def start(self, timeout: float = 60.0) -> ServeProcess:
+        """Start it and wait until it answers HTTP."""
+        self.start_without_http()
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+                try:
+                    if client.get(f"{self.base_url}/healthz").status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
+
+    def start_without_http(self) -> ServeProcess:
+        """Start it (a process of `--role followers` serves no HTTP)."""
         self.port = free_port()
         environment = {
             name: value for name, value in os.environ.items() if not name.startswith("DECISION_LEDGER_")
@@ -74,19 +93,7 @@ class ServeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-                try:
-                    if client.get(f"{self.base_url}/healthz").status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
+        return self
 
     def client(self, timeout: float = 30.0) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)

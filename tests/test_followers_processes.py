@@ -16,8 +16,10 @@ import pytest
 
 from infrastructure.database import parse_database_url
 from infrastructure.postgres_election import advisory_key, lock_ids
+from tests.api_helpers import serve_refused
 from tests.serve_processes import (
     PROJECTION_FOLLOWERS,
+    ServeProcess,
     WriteLoad,
     close,
     leaders,
@@ -174,3 +176,35 @@ def test_a_leader_cut_off_from_its_lock_stops_before_the_standby_takes_over(
             assert "no longer the leader" in process.log() or "lost the lead" in process.log()
     assert_quiet(leader, standby)
     assert_views_equal_a_rebuild(database_url, tmp_path)
+
+
+def test_roles_split_the_api_from_the_followers(
+    database_url: str, tmp_path: Path, signing_key_hex: str
+) -> None:
+    with serve_processes(database_url, tmp_path, signing_key_hex) as start:
+        # One process serves only the API; another (no HTTP) only follows the log.
+        api = start("api", arguments=("--role", "api"))
+        followers = ServeProcess(
+            "followers", database_url, tmp_path, signing_key_hex, arguments=("--role", "followers")
+        )
+        followers.start_without_http()
+        try:
+            assert wait_until(lambda: led_by(database_url, followers.pid), 30), leaders(database_url)
+            # A run written and closed through the API process: the followers process made the views.
+            with api.client() as client:
+                open_run(client, "run-roles")
+                record_decisions(client, "run-roles", ["txn-1", "txn-2"])
+                assert close(client, "run-roles").status_code == 200
+                followers_here = client.get("/readyz").json()["detail"]["followers"]
+            assert {entry["leader"]["pid"] for entry in followers_here} == {followers.pid}
+        finally:
+            followers.stop()
+    assert_quiet(api, followers)
+
+
+def test_an_unknown_role_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = serve_refused(tmp_path, "--role", "everything")
+
+    assert result.returncode != 0
+    assert "everything" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "ledger.sqlite3").exists()
