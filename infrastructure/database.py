@@ -42,6 +42,8 @@ class OutageBounds:
 POOL_TIMEOUT_ENV = "LEDGER_POOL_TIMEOUT"
 CONNECT_TIMEOUT_ENV = "LEDGER_CONNECT_TIMEOUT"
 RETRY_DEADLINE_ENV = "LEDGER_RETRY_DEADLINE"
+#: "no": psycopg never prepares statements (PgBouncer in transaction mode).
+PREPARED_STATEMENTS_ENV = "LEDGER_PREPARED_STATEMENTS"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,12 @@ class DatabaseTarget:
     schema: str = ""
 
     def library_env(
-        self, *, pool_size: int = 2, max_overflow: int = 18, prepared_statements: bool = True
+        self,
+        bounds: OutageBounds | None = None,
+        *,
+        pool_size: int = 2,
+        max_overflow: int = 18,
+        prepared_statements: bool = True,
     ) -> dict[str, str]:
         """The eventsourcing library's own settings for this database."""
         bounds = bounds or OutageBounds()
@@ -69,7 +76,7 @@ class DatabaseTarget:
                 "SQLITE_LOCK_TIMEOUT": str(round(bounds.sqlite_lock_timeout)),
             }
         return {
-            "PERSISTENCE_MODULE": "infrastructure.postgres_factory:LedgerPostgresFactory",
+            "PERSISTENCE_MODULE": "infrastructure.postgres_outages:LedgerPostgresFactory",
             "APPLICATION_RECORDER_TOPIC": "infrastructure.postgres_store:PostgresLedgerRecorder",
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),
@@ -79,9 +86,14 @@ class DatabaseTarget:
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": str(max_overflow),
-            "POSTGRES_CONNECT_TIMEOUT": "10",
-            "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_PREPARED_STATEMENTS": "yes" if prepared_statements else "no",
+            # The library's "connect timeout" is the pool's wait, in whole seconds; the
+            # factory sets the exact one, and libpq's own, from the LEDGER_ values.
+            "POSTGRES_CONNECT_TIMEOUT": str(max(1, math.ceil(bounds.pool_timeout))),
+            "POSTGRES_LOCK_TIMEOUT": str(bounds.lock_timeout),
+            POOL_TIMEOUT_ENV: str(bounds.pool_timeout),
+            CONNECT_TIMEOUT_ENV: str(bounds.connect_timeout),
+            RETRY_DEADLINE_ENV: str(bounds.retry_deadline),
+            PREPARED_STATEMENTS_ENV: "yes" if prepared_statements else "no",
         }
 
     def describe(self) -> str:

@@ -135,8 +135,16 @@ class Settings(BaseSettings):
         return parse_database_url(self.database_url)
 
     def library_env(self) -> dict[str, str]:
-        """The eventsourcing library's settings for this database and pool."""
+        """The eventsourcing library's settings for this database, pool and bounds."""
+        bounds = OutageBounds(
+            pool_timeout=self.database_pool_timeout,
+            connect_timeout=self.database_connect_timeout,
+            lock_timeout=self.database_lock_timeout,
+            retry_deadline=self.database_retry_deadline,
+            sqlite_lock_timeout=self.sqlite_lock_timeout,
+        )
         return self.database().library_env(
+            bounds,
             pool_size=self.pool_size,
             max_overflow=self.pool_max_overflow,
             prepared_statements=self.postgres_prepared_statements,

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from infrastructure.settings import ServeRole
 from interfaces.api.app import create_app
-from tests.api_helpers import RUN_ID, decision_body, keyed, open_run
+from tests.support.api import RUN_ID, decision_body, keyed, open_run
 
 
 def metric(api: TestClient, name: str, **labels: str) -> float:

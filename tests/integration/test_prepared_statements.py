@@ -8,7 +8,7 @@ import pytest
 from application.ledger import DecisionLedger
 from domain.commands import OpenRun
 from infrastructure.settings import Settings
-from tests.ledger_commands import commands_of
+from tests.support.ledger_commands import commands_of
 
 pytestmark = pytest.mark.postgres
 
@@ -51,4 +51,4 @@ def test_the_setting_decides_whether_psycopg_prepares_statements(postgres_schema
 def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DECISION_LEDGER_POSTGRES_PREPARED_STATEMENTS", "false")
     settings = Settings(database_url="postgresql://postgres@127.0.0.1/test")
-    assert settings.library_env()["POSTGRES_PREPARED_STATEMENTS"] == "no"
+    assert settings.library_env()["LEDGER_PREPARED_STATEMENTS"] == "no"

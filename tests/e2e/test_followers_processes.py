@@ -16,8 +16,8 @@ import pytest
 
 from infrastructure.database import parse_database_url
 from infrastructure.postgres_election import advisory_key, lock_ids
-from tests.api_helpers import serve_refused
-from tests.serve_processes import (
+from tests.support.api import serve_refused
+from tests.support.serve_processes import (
     PROJECTION_FOLLOWERS,
     ServeProcess,
     WriteLoad,

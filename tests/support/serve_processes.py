@@ -20,7 +20,7 @@ from application.election import LeaderRecord
 from infrastructure.database import parse_database_url
 from infrastructure.settings import Settings
 from interfaces.bootstrap import election_for
-from tests.api_helpers import CONSOLE_SCRIPT, decision_body, free_port, keyed
+from tests.support.api import CONSOLE_SCRIPT, decision_body, free_port, keyed
 
 PROJECTION_FOLLOWERS = ("projection:audit", "projection:runs")
 #: What a log must never show when several processes share the followers.
