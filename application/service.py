@@ -14,6 +14,8 @@ from application.action_lists import ActionLists
 from application.answers import Answers
 from application.closing import RunCloser
 from application.commands import Commands
+from application.dispatch.dispatcher import Dispatcher
+from application.dispatch.metrics import DispatchMetrics
 from application.election import LeaderElection, LocalElection
 from application.follower_status import FollowerStatus, follower_statuses
 from application.ledger import DecisionLedger, LedgerTuning
@@ -72,6 +74,7 @@ class LedgerService:
         close_timeout: float = 15.0,
         tuning: LedgerTuning | None = None,
         clock: Clock = system_clock,
+        effectors: Effectors = NO_EFFECTORS,
         election: LeaderElection | None = None,
         leader_poll_s: float = 2.0,
     ) -> LedgerService:
@@ -90,8 +93,9 @@ class LedgerService:
             closer,
             signer,
             library_env,
-            election or LocalElection(),
-            leader_poll_s,
+            election=election or LocalElection(),
+            leader_poll_s=leader_poll_s,
+            effectors=effectors,
         )
 
     # --- The point of the log a read is about ---------------------------------------------

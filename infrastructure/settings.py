@@ -155,6 +155,10 @@ class Settings(BaseSettings):
         return self.role != ServeRole.FOLLOWERS
 
     @property
+    def runs_dispatcher(self) -> bool:
+        return self.role != ServeRole.API and self.run_dispatcher
+
+    @property
     def runs_followers(self) -> bool:
         return self.role != ServeRole.API and self.run_projections
 

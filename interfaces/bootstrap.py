@@ -8,6 +8,7 @@ from application.election import LeaderElection
 from application.ledger import LedgerTuning
 from application.service import LedgerService
 from domain.clock import Clock, system_clock
+from infrastructure.effectors import load_effectors
 from infrastructure.file_election import FileLockElection
 from infrastructure.postgres_election import PostgresElection
 from infrastructure.settings import ConfigurationError, Settings
@@ -74,6 +75,7 @@ def build_service(settings: Settings, *, signing: bool = True, clock: Clock = sy
         close_timeout=settings.close_timeout,
         tuning=ledger_tuning(settings),
         clock=clock,
+        effectors=effectors,
         election=election_for(settings),
         leader_poll_s=settings.leader_poll_s,
     )

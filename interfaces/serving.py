@@ -1,9 +1,9 @@
 """Running the API: one process, or several uvicorn workers beside one projection worker.
 
 With several API workers, each has its own group committer and answer cache; they
-coordinate only through the database, which is what makes replicas safe. The API
-workers then leave the followers to one `decision-ledger projections run` subprocess,
-which stands for them beside the other processes on the database (one leads each).
+coordinate only through the database, which is what makes replicas safe. The read
+models must be followed by exactly one process, so the API workers then leave the
+projections to a `decision-ledger projections run` subprocess.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def serve_api(settings: Settings) -> None:
                 "DECISION_LEDGER_SHARED_ANSWERS_DIR": str(answers_dir),
             }
         )
+        if settings.effectors_file is not None:
+            os.environ["DECISION_LEDGER_EFFECTORS_FILE"] = str(settings.effectors_file.absolute())
         if settings.runs_followers:
             projection_worker = subprocess.Popen(
                 [sys.executable, "-m", "interfaces.cli", "projections", "run"]

@@ -47,6 +47,8 @@ def create_app(
             ledger_service.start_projections(
                 on_failure=lambda failure: metrics.projection_failures.labels(failure.name).inc()
             )
+        if settings.runs_dispatcher:
+            ledger_service.start_dispatcher(settings.dispatch_concurrency, metrics.registry)
         app.state.service = ledger_service
         try:
             yield

@@ -39,7 +39,7 @@ def test_readiness_shows_each_followers_leader_position_and_lag(api: TestClient)
 
     followers = {entry["name"]: entry for entry in api.get("/readyz").json()["detail"]["followers"]}
 
-    assert set(followers) == {"projection:runs", "projection:audit"}
+    assert set(followers) == {"projection:runs", "projection:audit", "projection:outbox"}
     for entry in followers.values():
         leader = entry["leader"]
         assert leader["pid"] == os.getpid() and leader["active"] and leader["epoch"] == 1

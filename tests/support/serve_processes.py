@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 
 from application.election import LeaderRecord
+from application.projections.runtime import PROJECTION_KINDS
 from infrastructure.database import parse_database_url
 from infrastructure.settings import Settings
 from interfaces.bootstrap import election_for
 from tests.support.api import CONSOLE_SCRIPT, decision_body, free_port, keyed
 
-PROJECTION_FOLLOWERS = ("projection:audit", "projection:runs")
+PROJECTION_FOLLOWERS = tuple(f"projection:{name}" for name in PROJECTION_KINDS)
 #: What a log must never show when several processes share the followers.
 TROUBLE = ("duplicate key", "violates unique constraint", "restarting it", "Traceback")
 
