@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from application.redaction import redacted
 from interfaces.api.dependencies import ReadCallDep, ServiceDep, reflects
+from interfaces.api.follower_schemas import FollowerPublic
 from interfaces.api.problems import PROBLEM_TYPE_PREFIX, HttpProblem, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS
-from interfaces.api.schemas import AuditPagePublic, FollowerPublic, HealthPublic, KeysPublic, RunId
+from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
