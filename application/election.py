@@ -128,6 +128,9 @@ class Candidacy:
                 return True
             log.warning("lost the lead of %s (epoch %s)", self.name, self._leadership.epoch)
             self.resign()
+            # A process that just lost its lock (cut off, paused) stands again last: the
+            # standbys get the first chance to take over.
+            self._next_try = self._clock() + 2 * self.poll_s
             return False
         now = self._clock()
         if now < self._next_try:

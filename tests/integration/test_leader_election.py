@@ -114,6 +114,27 @@ def test_a_candidacy_polls_and_takes_over_when_the_leader_goes(elections: list[L
     assert not leading.leading()
 
 
+def test_a_candidacy_that_lost_its_lock_lets_the_standbys_stand_first(
+    elections: list[LeaderElection],
+) -> None:
+    first = elections[0]
+    now = [0.0]
+    leading = Candidacy(first, "projection:runs", poll_s=2.0, clock=lambda: now[0])
+    assert leading.leading()
+    leadership = leading.leadership
+    assert leadership is not None
+
+    # The lock goes (released behind the candidacy's back, as a cut connection would).
+    leadership.release()
+    assert not leading.leading()
+
+    # One poll later it does not stand yet; two polls later it does.
+    now[0] = 2.5
+    assert not leading.leading()
+    now[0] = 4.5
+    assert leading.leading()
+
+
 @pytest.mark.postgres
 def test_postgres_a_terminated_lock_connection_loses_the_lead(postgres_schema) -> None:
     target = parse_database_url(postgres_schema.url)
