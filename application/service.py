@@ -17,6 +17,8 @@ from application.closing import RunCloser
 from application.commands import Commands
 from application.dispatch.dispatcher import Dispatcher
 from application.dispatch.metrics import DispatchMetrics
+from application.election import LeaderElection, LocalElection
+from application.follower_status import FollowerStatus, follower_statuses
 from application.ledger import DecisionLedger, LedgerTuning
 from application.projections.runtime import Difference, ProjectionFailure, Projections, ProjectionStatus
 from application.projections.worker import ProjectionWorker
@@ -40,6 +42,7 @@ class Readiness:
     projection_lag: dict[str, int]
     #: Projections stopped on an event they cannot apply: the service is not ready.
     failures: list[ProjectionFailure]
+    followers: list[FollowerStatus]
 
     @property
     def ready(self) -> bool:
@@ -58,6 +61,10 @@ class LedgerService:
     library_env: dict[str, str]
     transparency: TransparencyLog
     checkpoint_interval: float = 60.0
+    #: Who leads each follower across the processes on the database.
+    election: LeaderElection = field(default_factory=LocalElection)
+    #: How often a standing-by process tries to take the lead (seconds).
+    leader_poll_s: float = 2.0
     worker: ProjectionWorker | None = field(default=None)
     effectors: Effectors = field(default=NO_EFFECTORS)
     dispatcher: Dispatcher | None = field(default=None)
@@ -78,6 +85,8 @@ class LedgerService:
         origin: str = "decision-ledger/ledger",
         checkpoint_dir: Path | None = None,
         checkpoint_interval: float = 60.0,
+        election: LeaderElection | None = None,
+        leader_poll_s: float = 2.0,
     ) -> LedgerService:
         ledger = DecisionLedger(env=library_env, tuning=tuning, clock=clock)
         commands = Commands.over(ledger)
@@ -113,6 +122,8 @@ class LedgerService:
             library_env,
             transparency,
             checkpoint_interval,
+            election=election or LocalElection(),
+            leader_poll_s=leader_poll_s,
             effectors=effectors,
         )
 
@@ -174,7 +185,16 @@ class LedgerService:
         statuses = self.projections.status()
         lags = {status.name: status.lag for status in statuses}
         failures = [status.failure for status in statuses if status.failure is not None]
-        return Readiness(self.head_position(), lags, failures)
+        followers = follower_statuses(self.projections, self.election, self.ledger.clock, statuses)
+        return Readiness(self.head_position(), lags, failures, followers)
+
+    def follower_status(self) -> list[FollowerStatus]:
+        """Who leads each follower, how far it got and how far behind it is."""
+        return follower_statuses(self.projections, self.election, self.ledger.clock)
+
+    def leading(self) -> dict[str, bool]:
+        """The followers this process leads now (none unless it runs them)."""
+        return self.worker.leading() if self.worker is not None else {}
 
     def projection_status(self) -> list[ProjectionStatus]:
         return self.projections.status()
@@ -193,7 +213,7 @@ class LedgerService:
     def start_projections(self, on_failure: Callable[[ProjectionFailure], None] | None = None) -> None:
         """Follow the log in this process (the default for `serve`)."""
         if self.worker is None:
-            self.worker = ProjectionWorker(self.projections, self.library_env, on_failure=on_failure)
+            self.worker = self._projection_worker(on_failure)
             self.worker.start()
         self.start_checkpoints()
 
@@ -201,7 +221,22 @@ class LedgerService:
         """Follow the log in this process until interrupted (`projections run`); the
         follower of the log makes the periodic checkpoints."""
         self.start_checkpoints()
-        ProjectionWorker(self.projections, self.library_env).run_forever()
+        self.worker = self._projection_worker()
+        try:
+            self.worker.run_forever()
+        finally:
+            self.worker = None
+
+    def _projection_worker(
+        self, on_failure: Callable[[ProjectionFailure], None] | None = None
+    ) -> ProjectionWorker:
+        return ProjectionWorker(
+            self.projections,
+            self.library_env,
+            self.election,
+            poll_s=self.leader_poll_s,
+            on_failure=on_failure,
+        )
 
     # --- Dispatch ------------------------------------------------------------------------------
 
@@ -241,6 +276,7 @@ class LedgerService:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        self.election.close()
         self.commands.close()
         self.ledger.close()
 

@@ -31,6 +31,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from bench.common import DEFAULT_POSTGRES_URL, database, latency_summary
+from domain.clock import system_clock
 from domain.commands import ModelRef, RecordDecision
 from domain.decision import Decision
 from infrastructure.database import DatabaseTarget
@@ -145,7 +146,7 @@ def new_decision() -> Aggregate:
         token=token,
         actor="lane-a",
     )
-    return Decision.record(command, attempt=1)
+    return Decision.record(command, attempt=1, now=system_clock())
 
 
 def psycopg_inserts(target: DatabaseTarget, threads: int, duration: float) -> tuple[int, float, list[float]]:

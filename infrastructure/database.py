@@ -42,6 +42,8 @@ class OutageBounds:
 POOL_TIMEOUT_ENV = "LEDGER_POOL_TIMEOUT"
 CONNECT_TIMEOUT_ENV = "LEDGER_CONNECT_TIMEOUT"
 RETRY_DEADLINE_ENV = "LEDGER_RETRY_DEADLINE"
+#: "no": psycopg never prepares statements (PgBouncer in transaction mode).
+PREPARED_STATEMENTS_ENV = "LEDGER_PREPARED_STATEMENTS"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,12 @@ class DatabaseTarget:
     schema: str = ""
 
     def library_env(
-        self, bounds: OutageBounds | None = None, *, pool_size: int = 2, max_overflow: int = 18
+        self,
+        bounds: OutageBounds | None = None,
+        *,
+        pool_size: int = 2,
+        max_overflow: int = 18,
+        prepared_statements: bool = True,
     ) -> dict[str, str]:
         """The eventsourcing library's own settings for this database."""
         bounds = bounds or OutageBounds()
@@ -86,6 +93,7 @@ class DatabaseTarget:
             POOL_TIMEOUT_ENV: str(bounds.pool_timeout),
             CONNECT_TIMEOUT_ENV: str(bounds.connect_timeout),
             RETRY_DEADLINE_ENV: str(bounds.retry_deadline),
+            PREPARED_STATEMENTS_ENV: "yes" if prepared_statements else "no",
         }
 
     def describe(self) -> str:

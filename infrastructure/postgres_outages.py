@@ -24,6 +24,7 @@ from psycopg_pool import PoolTimeout
 from infrastructure.database import (
     CONNECT_TIMEOUT_ENV,
     POOL_TIMEOUT_ENV,
+    PREPARED_STATEMENTS_ENV,
     RETRY_DEADLINE_ENV,
     OutageBounds,
 )
@@ -50,6 +51,10 @@ class LedgerPostgresFactory(PostgresFactory):
         pool.kwargs["connect_timeout"] = max(2, connect_timeout)
         deadline = float(self.env.get(RETRY_DEADLINE_ENV) or defaults.retry_deadline)
         self.datastore.retry_deadline = deadline  # type: ignore[attr-defined]
+        if (self.env.get(PREPARED_STATEMENTS_ENV) or "yes") == "no":
+            # Behind PgBouncer in transaction mode: psycopg then never prepares a statement
+            # (not even one run with prepare=True); the pool passes this to every connection.
+            pool.kwargs["prepare_threshold"] = None
 
 
 def retrying(datastore: PostgresDatastore, call: Callable[[], ResultT]) -> ResultT:

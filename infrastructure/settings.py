@@ -19,6 +19,14 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
+class ServeRole(StrEnum):
+    """What a `serve` process does: the REST API, the followers of the log, or both."""
+
+    API = "api"
+    FOLLOWERS = "followers"
+    ALL = "all"
+
+
 class ApiKeyEntry(BaseModel):
     """One API key, as its SHA-256: the key itself is never stored."""
 
@@ -49,8 +57,19 @@ class Settings(BaseSettings):
     #: A raw Ed25519 private key, 64 hex characters.
     signing_key: SecretStr | None = None
     signing_key_file: Path | None = None
-    #: Run the projections inside `serve` (else run `decision-ledger projections run`).
+    #: What `serve` runs: `all` (the API, and standing for every follower: any number of
+    #: such processes may share a database, one leads each follower), `api` or `followers`.
+    role: ServeRole = ServeRole.ALL
+    #: false: `serve` leaves the followers to other processes (as `role=api` does).
     run_projections: bool = True
+    #: How often a process standing by for a follower (a projection, the dispatcher) tries
+    #: to take the lead (seconds). Failover after a leader dies takes at most about this
+    #: long once its lock is free (at once for a killed process on the same network; for a
+    #: vanished host, when the server's keepalives give up, `leader_dead_after_s`).
+    leader_poll_s: float = Field(default=2.0, gt=0, le=60)
+    #: PostgreSQL: the server ends the election session of a client that stopped answering
+    #: after about this long (TCP keepalives of that one connection), freeing its locks.
+    leader_dead_after_s: float = Field(default=6.0, ge=3, le=600)
     #: How long a close waits for the read models to reach its seal (seconds).
     close_timeout: float = Field(default=15.0, gt=0)
     #: How long a query waits for `min_position` (seconds).
@@ -102,6 +121,9 @@ class Settings(BaseSettings):
     #: load. The ledger's threads for commands that wait on the database follow their sum.
     pool_size: int = Field(default=2, ge=1, le=100)
     pool_max_overflow: int = Field(default=18, ge=0, le=500)
+    #: PostgreSQL: let psycopg prepare statements it runs often. Set false behind PgBouncer
+    #: in transaction mode (docs/deploying.md, "Connection budget").
+    postgres_prepared_statements: bool = True
     #: Recent answers, by token, that a process replays without the database.
     answer_cache_entries: int = Field(default=20_000, ge=1)
     #: When recently saved events became known (answers need no second query).
@@ -132,8 +154,23 @@ class Settings(BaseSettings):
             sqlite_lock_timeout=self.sqlite_lock_timeout,
         )
         return self.database().library_env(
-            bounds, pool_size=self.pool_size, max_overflow=self.pool_max_overflow
+            bounds,
+            pool_size=self.pool_size,
+            max_overflow=self.pool_max_overflow,
+            prepared_statements=self.postgres_prepared_statements,
         )
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role != ServeRole.FOLLOWERS
+
+    @property
+    def runs_dispatcher(self) -> bool:
+        return self.role != ServeRole.API and self.run_dispatcher
+
+    @property
+    def runs_followers(self) -> bool:
+        return self.role != ServeRole.API and self.run_projections
 
     @property
     def command_threads(self) -> int:

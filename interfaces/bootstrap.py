@@ -6,12 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from application.election import LeaderElection
 from application.ledger import LedgerTuning
 from application.proofs import SigningKey
 from application.service import LedgerService
 from domain.clock import Clock, system_clock
 from infrastructure.effectors import load_effectors
+from infrastructure.file_election import FileLockElection
 from infrastructure.keyring import CurrentSigner, KeyEntry, KeyRing, KeyRingFile
+from infrastructure.postgres_election import PostgresElection
 from infrastructure.settings import ConfigurationError, Settings
 from infrastructure.signing import Signer
 
@@ -90,6 +93,14 @@ def ledger_tuning(settings: Settings) -> LedgerTuning:
     )
 
 
+def election_for(settings: Settings) -> LeaderElection:
+    """One follower of each name across every process on the database."""
+    target = settings.database()
+    if target.sqlite_path is not None:
+        return FileLockElection(target.sqlite_path)
+    return PostgresElection(target, dead_after_s=settings.leader_dead_after_s)
+
+
 def build_service(settings: Settings, *, signing: bool = True, clock: Clock = system_clock) -> LedgerService:
     """The effectors file is read first: a bad one is refused before anything is opened."""
     effectors = load_effectors(settings.effectors_file)
@@ -106,4 +117,6 @@ def build_service(settings: Settings, *, signing: bool = True, clock: Clock = sy
         origin=settings.origin(),
         checkpoint_dir=settings.checkpoint_dir,
         checkpoint_interval=settings.checkpoint_interval_s,
+        election=election_for(settings),
+        leader_poll_s=settings.leader_poll_s,
     )

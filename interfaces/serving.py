@@ -103,7 +103,7 @@ def serve_api(settings: Settings) -> None:
         )
         if settings.effectors_file is not None:
             os.environ["DECISION_LEDGER_EFFECTORS_FILE"] = str(settings.effectors_file.absolute())
-        if settings.run_projections:
+        if settings.runs_followers:
             projection_worker = subprocess.Popen(
                 [sys.executable, "-m", "interfaces.cli", "projections", "run"]
             )

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
+from application.election import Fence
 from application.ports import EventPosition, LedgerIndex
 from infrastructure.view_store import ViewCursor, ViewStore
 
@@ -29,6 +30,9 @@ class LedgerProjection(Projection[ViewStore]):
     def __init__(self, view: ViewStore, index: LedgerIndex) -> None:
         super().__init__(view)
         self.index = index
+        #: Checked first in each write transaction when this projection follows the log as
+        #: an elected leader (rebuilds and verifies write tables of their own, unfenced).
+        self.fence: Fence | None = None
         self.t = view.tables(self.table_names)
         view.create_tables(self.ddl, self._ddl_names())
 
@@ -46,6 +50,8 @@ class LedgerProjection(Projection[ViewStore]):
         first, last = batch[0][1].notification_id, batch[-1][1].notification_id
         known = {row.position: row for row in self.index.events_between(first - 1, last, len(batch) * 2 + 10)}
         with self.view.cursor(commit=True) as cursor:
+            if self.fence is not None:
+                self.fence.check(cursor)
             self.begin_batch(cursor)
             self.prepare_batch(cursor, batch)
             for domain_event, tracking in batch:

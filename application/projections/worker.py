@@ -1,5 +1,11 @@
-"""Following the log in this process: one library projection runner per projection,
-restarted when its live generation changes or it fails."""
+"""Following the log: one library projection runner per projection this process leads.
+
+Every process stands for every projection (the followers "projection:<name>"); the
+election lets one lead each across all processes on the database. The leader's runner
+writes through a fence, so a process that lost the lead cannot commit after a new leader
+took over. Runners are restarted when their live generation changes or they fail (after
+a pause that grows with each failure).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,24 @@ import threading
 import time
 from collections.abc import Callable
 
+from application.election import Candidacy, LeaderElection
 from application.ledger import DecisionLedger
 from application.projections.runtime import ProjectionFailure, Projections
 from infrastructure.eventsourcing_compat import BatchingProjectionRunner
 
 log = logging.getLogger(__name__)
 
+#: A runner's own application only subscribes to the log: one connection listens for new
+#: events, one fetches them (the views are written through the service's pool).
+RUNNER_POOL = {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "1"}
+
+
+def follower_name(projection: str) -> str:
+    return f"projection:{projection}"
+
 
 class ProjectionWorker:
-    """Follows the log with the library's projection runners, one per projection, and
-    restarts a runner when its live generation changes or it fails."""
+    """Stands for every projection, and runs those it leads with the library's runners."""
 
     #: Longest pause before a failed projection is tried again (seconds).
     MAX_RETRY_DELAY = 30.0
@@ -26,14 +40,19 @@ class ProjectionWorker:
         self,
         projections: Projections,
         env: dict[str, str],
+        election: LeaderElection,
         *,
+        poll_s: float = 2.0,
         check_interval: float = 0.5,
         on_failure: Callable[[ProjectionFailure], None] | None = None,
     ):
         self.projections = projections
-        self.env = env
+        self.env = {**env, **RUNNER_POOL}
         self.check_interval = check_interval
         self.on_failure = on_failure
+        self.candidacies = {
+            name: Candidacy(election, follower_name(name), poll_s=poll_s) for name in projections.names
+        }
         self._retry_at: dict[str, float] = {}
         self._runners: dict[str, tuple[int, BatchingProjectionRunner]] = {}
         self._stopping = threading.Event()
@@ -49,6 +68,8 @@ class ProjectionWorker:
             self._thread.join()
         for name in list(self._runners):
             self._stop_runner(name)
+        for candidacy in self.candidacies.values():
+            candidacy.resign()
 
     def run_forever(self) -> None:
         self.start()
@@ -58,6 +79,13 @@ class ProjectionWorker:
         finally:
             self.stop()
 
+    def leading(self) -> dict[str, bool]:
+        """Which followers this process leads now, by follower name."""
+        return {
+            candidacy.name: candidacy.leadership is not None and name in self._runners
+            for name, candidacy in self.candidacies.items()
+        }
+
     def _supervise(self) -> None:
         while not self._stopping.wait(self.check_interval):
             try:
@@ -66,7 +94,12 @@ class ProjectionWorker:
                 log.exception("projection worker could not check its runners")
 
     def _ensure_runners(self) -> None:
-        for name in self.projections.names:
+        for name, candidacy in self.candidacies.items():
+            if not candidacy.leading():
+                if name in self._runners:
+                    log.warning("projection %s: no longer the leader; stopping its runner", name)
+                    self._stop_runner(name)
+                continue
             generation = self.projections.live_generation(name, fresh=True)
             current = self._runners.get(name)
             if current is not None:
@@ -79,20 +112,27 @@ class ProjectionWorker:
                 self._stop_runner(name)
             if time.monotonic() < self._retry_at.get(name, 0.0):
                 continue
-            store = self.projections.store(name, generation)
-            projection = self.projections.kind(name).build(store, self.projections.app)
-            runner = BatchingProjectionRunner(
-                projection=projection,
-                application_class=DecisionLedger,
-                tracking_recorder=store,
-                topics=(),
-                env=self.env,
-            )
-            runner.__enter__()
-            self._runners[name] = (generation, runner)
+            self._start_runner(name, generation, candidacy)
+
+    def _start_runner(self, name: str, generation: int, candidacy: Candidacy) -> None:
+        leadership = candidacy.leadership
+        assert leadership is not None
+        store = self.projections.store(name, generation)
+        projection = self.projections.kind(name).build(store, self.projections.app)
+        projection.fence = leadership.fence()
+        runner = BatchingProjectionRunner(
+            projection=projection,
+            application_class=DecisionLedger,
+            tracking_recorder=store,
+            topics=(),
+            env=self.env,
+        )
+        runner.__enter__()
+        self._runners[name] = (generation, runner)
 
     def _note_failure(self, name: str, runner: BatchingProjectionRunner) -> None:
-        """Keep the failure visible, and try again later, each time a little later."""
+        """Keep the failure visible (to every process: the election records it), and try
+        again later, each time a little later."""
         try:
             runner.run_forever(timeout=0)
             return  # stopped without an error
@@ -103,10 +143,11 @@ class ProjectionWorker:
         self._retry_at[name] = time.monotonic() + delay
         if self.on_failure is not None:
             self.on_failure(failure)
+        self.candidacies[name].report_error(failure.error)
 
     def _stop_runner(self, name: str) -> None:
         _, runner = self._runners.pop(name)
         try:
             runner.__exit__(None, None, None)
-        except Exception:
-            log.exception("projection %s failed", name)
+        except Exception as error:  # noted already when it stopped the runner
+            log.info("projection %s stopped: %s: %s", name, type(error).__name__, error)

@@ -43,11 +43,12 @@ def create_app(
         ledger_service.ledger.saved_listeners.append(
             lambda recordings: metrics.events_appended.inc(len(recordings))
         )
-        if settings.run_projections:
+        metrics.watch_followers(ledger_service.follower_status, ledger_service.leading)
+        if settings.runs_followers:
             ledger_service.start_projections(
                 on_failure=lambda failure: metrics.projection_failures.labels(failure.name).inc()
             )
-        if settings.run_dispatcher:
+        if settings.runs_dispatcher:
             ledger_service.start_dispatcher(settings.dispatch_concurrency, metrics.registry)
         app.state.service = ledger_service
         try:

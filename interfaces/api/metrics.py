@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -49,6 +53,12 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+    def watch_followers(
+        self, statuses: Callable[[], list[Any]], leading: Callable[[], dict[str, bool]]
+    ) -> None:
+        """Export each follower's lag and this process's leadership, read at each scrape."""
+        self.registry.register(FollowerMetrics(statuses, leading))
+
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Plain ASGI middleware: counts and times every HTTP request without the cost of
         Starlette's BaseHTTPMiddleware."""
@@ -79,3 +89,48 @@ class ApiMetrics:
                     self.replays.labels(route).inc()
 
         return measured
+
+
+class FollowerMetrics(Collector):
+    """Lag and leadership of the followers of the log, as of the scrape."""
+
+    def __init__(self, statuses: Callable[[], list[Any]], leading: Callable[[], dict[str, bool]]) -> None:
+        self.statuses = statuses
+        self.leading = leading
+
+    def collect(self) -> Iterator[Metric]:
+        lag_positions = GaugeMetricFamily(
+            "decision_ledger_follower_lag_positions",
+            "Events recorded that the follower has not applied",
+            labels=["follower"],
+        )
+        lag_seconds = GaugeMetricFamily(
+            "decision_ledger_follower_lag_seconds",
+            "How long the oldest event the follower has not applied has waited",
+            labels=["follower"],
+        )
+        led = GaugeMetricFamily(
+            "decision_ledger_follower_led",
+            "1 if some process holds the follower's lead, 0 if none does",
+            labels=["follower"],
+        )
+        leader_here = GaugeMetricFamily(
+            "decision_ledger_follower_leader",
+            "1 if this process leads the follower",
+            labels=["follower"],
+        )
+        try:
+            statuses = self.statuses()
+        except Exception as error:  # a scrape reports what it can; the database may be away
+            logging.getLogger(__name__).warning("follower metrics unavailable: %s", error)
+            statuses = []
+        leading = self.leading()
+        for status in statuses:
+            lag_positions.add_metric([status.name], status.lag_positions)
+            lag_seconds.add_metric([status.name], status.lag_seconds)
+            led.add_metric([status.name], 1.0 if status.led else 0.0)
+            leader_here.add_metric([status.name], 1.0 if leading.get(status.name) else 0.0)
+        yield from (lag_positions, lag_seconds, led, leader_here)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

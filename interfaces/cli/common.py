@@ -128,3 +128,14 @@ def as_of_position(service: LedgerService, as_of: str | None) -> int | None:
     except ValueError:
         fail(f"--as-of takes a position or an RFC 3339 time with an offset, got {as_of!r}")
     return service.position_of(PointInLog(as_of=parse_time_offset(moment, "--as-of")))
+
+
+def log_followers() -> None:
+    """Show what the followers do (who leads, take-overs, failures) on stderr, with times."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for name in ("application.election", "application.projections.worker"):
+        logging.getLogger(name).setLevel(logging.INFO)

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from application.service import LedgerService
-from interfaces.cli.common import DatabaseUrl, err, fail, load_settings, out, service_for, tracked
+from interfaces.cli.common import (
+    DatabaseUrl,
+    err,
+    fail,
+    load_settings,
+    log_followers,
+    out,
+    service_for,
+    tracked,
+)
 
 app = typer.Typer(help="Run, rebuild, inspect and verify the read models.", no_args_is_help=True)
 ProjectionName = Annotated[str | None, typer.Option("--name", help="One projection (default: all)")]
@@ -17,9 +26,10 @@ ProjectionName = Annotated[str | None, typer.Option("--name", help="One projecti
 
 @app.command("run")
 def projections_run(database_url: DatabaseUrl = None) -> None:
-    """Follow the log in this process, so API processes can share one worker
-    (serve them with DECISION_LEDGER_RUN_PROJECTIONS=false)."""
+    """Stand for every projection in this process (as `serve --role followers` does): one
+    process on the database leads each, the others take over when it goes."""
     settings = load_settings(database_url)
+    log_followers()
     # It signs: the follower of the log makes the periodic checkpoints.
     with service_for(settings, signing=True) as service:
         err.print(f"projection worker following {settings.database().describe()}; Ctrl-C stops it")
@@ -29,17 +39,35 @@ def projections_run(database_url: DatabaseUrl = None) -> None:
 
 @app.command("status")
 def projections_status(database_url: DatabaseUrl = None) -> None:
-    """Each view's generation, position and lag behind the log head."""
+    """Each follower's leader (host, pid, since), generation, position and lag behind the
+    log head (events and seconds), and its last error."""
     with service_for(load_settings(database_url)) as service:
-        table = Table("projection", "generation", "position", "head", "lag (events)", "last error")
-        for status in service.projection_status():
+        generations = {status.name: status.generation for status in service.projection_status()}
+        table = Table(
+            "follower", "leader", "since", "generation", "position", "lag (events)", "lag (s)", "last error"
+        )
+        for status in service.follower_status():
+            leader = status.leader
+            if leader is None:
+                leader_text, since = "none yet", "-"
+            else:
+                state = "" if leader.active else " (gone; none leads)"
+                leader_text = f"{leader.host} pid {leader.pid} epoch {leader.epoch}{state}"
+                since = leader.since.isoformat(timespec="seconds")
+            error = "-"
+            if status.last_error:
+                error = status.last_error.splitlines()[0][:120]
+                if status.last_error_at is not None:
+                    error += f" (at {status.last_error_at.isoformat(timespec='seconds')})"
             table.add_row(
                 status.name,
-                str(status.generation or "-"),
+                leader_text,
+                since,
+                str(generations.get(status.name.removeprefix("projection:")) or "-"),
                 str(status.position),
-                str(status.head),
-                str(status.lag),
-                status.failure.error if status.failure else "-",
+                str(status.lag_positions),
+                f"{status.lag_seconds:.1f}",
+                error,
             )
         out.print(table)
 

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from application.redaction import redacted
 from interfaces.api.dependencies import ReadCallDep, ServiceDep, reflects
+from interfaces.api.follower_schemas import FollowerPublic
 from interfaces.api.problems import PROBLEM_TYPE_PREFIX, HttpProblem, title_for
 from interfaces.api.routes.runs import READ_PROBLEMS
 from interfaces.api.schemas import AuditPagePublic, HealthPublic, KeysPublic, RunId
@@ -50,7 +51,13 @@ def readiness(service: ServiceDep, request: Request) -> Any:
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     return HealthPublic(
         status="ready",
-        detail={"head_position": readiness.head_position, "projection_lag": readiness.projection_lag},
+        detail={
+            "head_position": readiness.head_position,
+            "projection_lag": readiness.projection_lag,
+            "followers": [
+                FollowerPublic.of(status).model_dump(mode="json") for status in readiness.followers
+            ],
+        },
     )
 
 
