@@ -206,14 +206,18 @@ class Action(Dispatchable, LedgerAggregate):
         replayed = self.replayed_version(command)
         if replayed is not None:
             return replayed
+        self._require_failed("waived")
+        self._waive(**self.attribution(command, self.run_id, attempt), reason=command.reason)
+        return None
+
+    def _require_failed(self, verb: str) -> None:
+        """Only a failed action can be waived or redelivered; a committed one is final."""
         if self.status == ActionStatus.COMMITTED:
             raise ActionAlreadyCommitted(f"action {self.id} is already committed")
         if self.status != ActionStatus.FAILED:
             raise ActionTransitionRefused(
-                f"action {self.id} is {self.status}; only a failed action can be waived"
+                f"action {self.id} is {self.status}; only a failed action can be {verb}"
             )
-        self._waive(**self.attribution(command, self.run_id, attempt), reason=command.reason)
-        return None
 
     @event(Waived)
     def _waive(
@@ -362,12 +366,7 @@ class Action(Dispatchable, LedgerAggregate):
         replayed = self.replayed_version(command)
         if replayed is not None:
             return replayed
-        if self.status == ActionStatus.COMMITTED:
-            raise ActionAlreadyCommitted(f"action {self.id} is already committed")
-        if self.status != ActionStatus.FAILED:
-            raise ActionTransitionRefused(
-                f"action {self.id} is {self.status}; only a failed action can be redelivered"
-            )
+        self._require_failed("redelivered")
         if not self.retryable:
             raise ActionNotRetryable(f"action {self.id} failed and is not retryable; waive it")
         if self.redelivery_pending:

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     shared_answers_dir: Path | None = None
     #: uvicorn's per-request access log (the Prometheus metrics count every request anyway).
     access_log: bool = False
+    #: Seconds an idle client connection is kept open. Longer than a load balancer's idle
+    #: timeout (nginx and AWS ALB: 60 s), so the proxy, not the server, closes it: a server
+    #: closing a connection as a request arrives on it resets that request.
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
     # How long a call waits on a PostgreSQL server that does not answer: with the database
     # down, requests are refused (503, Retry-After) within about retry_deadline + 1 s, and
     # served again by the same process once it returns (see infrastructure/postgres_outages.py).

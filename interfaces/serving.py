@@ -69,6 +69,7 @@ def serve_api(settings: Settings) -> None:
             port=settings.port,
             log_level="info",
             access_log=settings.access_log,
+            timeout_keep_alive=settings.keep_alive_s,
         )
         return
     # Make what every worker shares once, before they start: a private directory where
@@ -122,4 +123,5 @@ def serve_api(settings: Settings) -> None:
             port=settings.port,
             log_level="info",
             access_log=settings.access_log,
+            timeout_keep_alive=settings.keep_alive_s,
         )

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from infrastructure.answer_stores import SharedAnswers
 from infrastructure.settings import Settings
 from interfaces import serving
 from interfaces.serving import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
-from tests.support.api import serve_refused
+from tests.support.api import CONSOLE_SCRIPT, free_port, serve_refused
+from tests.support.servers import wait_until_live
 
 
 @pytest.fixture
@@ -131,3 +135,64 @@ def test_serve_forgets_answers_a_server_kept_in_a_directory_it_is_given(
     finally:
         again.close()
     assert (tmp_path / "answers").is_dir()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_uvicorn_keeps_idle_connections_open_longer_than_a_load_balancer_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signing_key_hex: str, workers: int
+) -> None:
+    monkeypatch.setattr(os, "environ", environment_without_settings())
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(serving.uvicorn, "run", lambda *arguments, **options: seen.update(options))
+    monkeypatch.setattr(serving, "create_app", lambda settings: FastAPI())
+
+    serving.serve_api(
+        two_workers(tmp_path, signing_key_hex) if workers == 2 else one_worker(tmp_path, signing_key_hex)
+    )
+
+    # nginx's and AWS ALB's idle timeouts are 60 s: the proxy must be the side that closes.
+    assert seen["timeout_keep_alive"] == Settings.model_fields["keep_alive_s"].default > 60
+
+
+def one_worker(tmp_path: Path, signing_key_hex: str) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        signing_key=signing_key_hex,
+        run_projections=False,
+    )
+
+
+def test_an_idle_keep_alive_connection_is_still_served_after_uvicorns_default_timeout(
+    tmp_path: Path, signing_key_hex: str
+) -> None:
+    port = free_port()
+    log = tmp_path / "server.log"
+    environment = environment_without_settings() | {"DECISION_LEDGER_SIGNING_KEY": signing_key_hex}
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [
+                str(CONSOLE_SCRIPT),
+                "serve",
+                "--port",
+                str(port),
+                "--database-url",
+                f"sqlite:///{tmp_path / 'l.sqlite3'}",
+            ],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_live(server, f"http://127.0.0.1:{port}", log)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+            connection.sendall(request)
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+
+            # Idle past uvicorn's own default (5 s), where a request used to meet a closing socket.
+            time.sleep(6.5)
+            connection.sendall(request)
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -26,11 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import pytest
-from eventsourcing.persistence import ProgrammingError
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
 
 from application.ledger import DecisionLedger
 from application.projections.base import LedgerProjection
@@ -361,18 +358,6 @@ def assert_views_tell_the_folds_story(read_models: ReadModels, fold: Fold, snaps
         )
 
 
-#: Found by this property as soon as it ran on PostgreSQL: after some histories a write
-#: fails with `prepared statement "_pg3_N" does not exist`, and not every time the same
-#: history is replayed (hypothesis then reports it as flaky): a race on a pooled connection's
-#: prepared statements, it seems. A bug of the product, reported to the lead; expected to
-#: fail with exactly those errors until it is fixed.
-LOST_PREPARED_STATEMENT = pytest.mark.xfail(
-    raises=(ProgrammingError, Flaky),
-    strict=False,
-    reason="PostgreSQL: a write fails with 'prepared statement _pg3_N does not exist' (product bug)",
-)
-
-
 # --- The property -----------------------------------------------------------------------------------
 
 
@@ -392,10 +377,8 @@ LOST_PREPARED_STATEMENT = pytest.mark.xfail(
 )
 @given(data=st.data())
 def test_the_live_views_a_rebuild_and_a_fold_of_the_commands_agree(
-    request: pytest.FixtureRequest, database_url: str, data: st.DataObject
+    database_url: str, data: st.DataObject
 ) -> None:
-    if parse_database_url(database_url).backend == "postgres":
-        request.applymarker(LOST_PREPARED_STATEMENT)
     with fresh_database_like(database_url, scratch=SCRATCH_DIRECTORY) as url:
         ledger = DecisionLedger(env=parse_database_url(url).library_env())
         try:
