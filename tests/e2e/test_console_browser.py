@@ -38,6 +38,9 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("CI needs /usr/bin/chromium (.ci/run installs it)", pytrace=False)
         pytest.skip("no /usr/bin/chromium (apt-get install chromium)")
+    # Assertions wait for what a loaded 2-core machine takes to render (/docs builds the
+    # OpenAPI document on first request), not Playwright's 5 s.
+    sync_api.expect.set_options(timeout=30_000)
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
