@@ -3,7 +3,6 @@ local mode that never binds to anything but a loopback address."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -184,11 +183,10 @@ def test_serve_refuses_open_mode_on_a_public_address(tmp_path: Path) -> None:
     # No API key anywhere in the environment, and a database of the test's own.
     database = tmp_path / "ledger.sqlite3"
 
-    # Serving on every interface is refused before anything is bound or created.
-    started = time.monotonic()
+    # Serving on every interface is refused (the process exits: it never serves) before
+    # anything is bound or created.
     result = serve_refused(tmp_path, "--host", "0.0.0.0")
     assert result.returncode != 0
-    assert time.monotonic() - started < 30
 
     # One line on stderr says why, and how to fix it.
     lines = result.stderr.strip().splitlines()

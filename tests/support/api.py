@@ -46,7 +46,7 @@ def serve_refused(workdir: Path, *arguments: str, **settings: str) -> subprocess
     environment |= {f"DECISION_LEDGER_{name.upper()}": value for name, value in settings.items()}
     command = [str(CONSOLE_SCRIPT), "serve", "--port", str(free_port()), *arguments]
     command += ["--database-url", f"sqlite:///{workdir / 'ledger.sqlite3'}"]
-    return subprocess.run(command, cwd=workdir, env=environment, capture_output=True, text=True, timeout=60)
+    return subprocess.run(command, cwd=workdir, env=environment, capture_output=True, text=True, timeout=120)
 
 
 def keyed(key: str | bytes, **headers: str) -> dict[str, Any]:
