@@ -1,11 +1,15 @@
 """Where each follower of the log stands: who leads it, how far it got, how far behind
-it is (in positions and in seconds), and its last error."""
+it is (in positions and in seconds), and its last error.
+
+The dispatcher is listed beside the projections: it reads the outbox, so its position
+and lag are the outbox's; its leader and last error are its own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from application.dispatch.dispatcher import DISPATCHER_FOLLOWER
 from application.election import LeaderElection, LeaderRecord
 from application.projections.runtime import Projections, ProjectionStatus
 from application.projections.worker import follower_name
@@ -34,8 +38,11 @@ def follower_statuses(
     election: LeaderElection,
     clock: Clock,
     statuses: list[ProjectionStatus] | None = None,
+    *,
+    dispatcher: bool = False,
 ) -> list[FollowerStatus]:
-    """`statuses`: the projections' own, when the caller has them already."""
+    """`statuses`: the projections' own, when the caller has them already. The dispatcher
+    is listed when `dispatcher` (effectors are configured) or some process stood for it."""
     index = projections.app.index
     leaders = election.leaders()
     head = index.head_position()
@@ -61,6 +68,19 @@ def follower_statuses(
                 head=max(head, status.head),
                 lag_positions=status.lag,
                 lag_seconds=lag_seconds,
+                last_error=error,
+                last_error_at=leader.last_error_at if leader and error else None,
+            )
+        )
+    outbox = next((status for status in followers if status.name == follower_name("outbox")), None)
+    if outbox is not None and (dispatcher or DISPATCHER_FOLLOWER in leaders):
+        leader = leaders.get(DISPATCHER_FOLLOWER)
+        error = leader.last_error if leader else None
+        followers.append(
+            replace(
+                outbox,
+                name=DISPATCHER_FOLLOWER,
+                leader=leader,
                 last_error=error,
                 last_error_at=leader.last_error_at if leader and error else None,
             )

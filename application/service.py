@@ -15,9 +15,9 @@ from application.action_lists import ActionLists
 from application.answers import Answers
 from application.closing import RunCloser
 from application.commands import Commands
-from application.dispatch.dispatcher import Dispatcher
+from application.dispatch.dispatcher import DISPATCHER_FOLLOWER, Dispatcher
 from application.dispatch.metrics import DispatchMetrics
-from application.election import LeaderElection, LocalElection
+from application.election import Candidacy, LeaderElection, LocalElection
 from application.follower_status import FollowerStatus, follower_statuses
 from application.ledger import DecisionLedger, LedgerTuning
 from application.projections.runtime import Difference, ProjectionFailure, Projections, ProjectionStatus
@@ -185,16 +185,23 @@ class LedgerService:
         statuses = self.projections.status()
         lags = {status.name: status.lag for status in statuses}
         failures = [status.failure for status in statuses if status.failure is not None]
-        followers = follower_statuses(self.projections, self.election, self.ledger.clock, statuses)
+        followers = follower_statuses(
+            self.projections, self.election, self.ledger.clock, statuses, dispatcher=bool(self.effectors)
+        )
         return Readiness(self.head_position(), lags, failures, followers)
 
     def follower_status(self) -> list[FollowerStatus]:
         """Who leads each follower, how far it got and how far behind it is."""
-        return follower_statuses(self.projections, self.election, self.ledger.clock)
+        return follower_statuses(
+            self.projections, self.election, self.ledger.clock, dispatcher=bool(self.effectors)
+        )
 
     def leading(self) -> dict[str, bool]:
         """The followers this process leads now (none unless it runs them)."""
-        return self.worker.leading() if self.worker is not None else {}
+        leading = self.worker.leading() if self.worker is not None else {}
+        if self.dispatcher is not None:
+            leading[DISPATCHER_FOLLOWER] = self.dispatcher.leading
+        return leading
 
     def projection_status(self) -> list[ProjectionStatus]:
         return self.projections.status()
@@ -248,7 +255,8 @@ class LedgerService:
     def start_dispatcher(
         self, concurrency: int, registry: CollectorRegistry | None = None
     ) -> Dispatcher | None:
-        """Carry out the actions the effectors receive, in this process (none configured: no-op)."""
+        """Stand for the dispatcher in this process (none configured: no-op): one process on
+        the database carries out the actions the effectors receive, the others stand by."""
         if self.dispatcher is None and self.effectors:
             self.dispatcher = Dispatcher(
                 self.ledger,
@@ -256,6 +264,7 @@ class LedgerService:
                 self.effectors,
                 concurrency=concurrency,
                 metrics=DispatchMetrics(registry),
+                candidacy=Candidacy(self.election, DISPATCHER_FOLLOWER, poll_s=self.leader_poll_s),
             )
             self.dispatcher.start()
         return self.dispatcher

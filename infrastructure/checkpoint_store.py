@@ -17,6 +17,8 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg import sql
 
+from infrastructure.postgres_ddl import ddl_lock
+
 CHECKPOINTS_TABLE = "tlog_checkpoints"
 COLUMNS = ("tree_size", "root_hash", "note", "key_id", "made_at")
 
@@ -107,6 +109,7 @@ class PostgresCheckpointStore(CheckpointStore):
 
     def create_table(self) -> None:
         with self._cursor(commit=True) as cursor:
+            cursor.execute(ddl_lock(self.datastore.schema))
             cursor.execute(
                 self._statement(
                     "CREATE TABLE IF NOT EXISTS {table} (tree_size BIGINT PRIMARY KEY, root_hash TEXT NOT NULL,"

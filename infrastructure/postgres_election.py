@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 
 from application.election import Fence, FenceCursor, LeaderElection, LeaderRecord, Leadership, LeadershipLost
 from infrastructure.database import DatabaseTarget
+from infrastructure.postgres_ddl import ddl_lock
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,15 @@ class PostgresElection(LeaderElection):
             keepalives_count=3,
             prepare_threshold=None,
         )
-        connection.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, epoch BIGINT NOT NULL,"
-                " host TEXT NOT NULL, pid INTEGER NOT NULL, backend_pid INTEGER NOT NULL,"
-                " since TIMESTAMPTZ NOT NULL, last_error TEXT, last_error_at TIMESTAMPTZ)"
-            ).format(self.table)
-        )
+        with connection.transaction():
+            connection.execute(ddl_lock(self.schema))
+            connection.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, epoch BIGINT NOT NULL,"
+                    " host TEXT NOT NULL, pid INTEGER NOT NULL, backend_pid INTEGER NOT NULL,"
+                    " since TIMESTAMPTZ NOT NULL, last_error TEXT, last_error_at TIMESTAMPTZ)"
+                ).format(self.table)
+            )
         return connection
 
     def _usable_connection(self) -> psycopg.Connection[dict[str, Any]]:

@@ -28,6 +28,7 @@ from infrastructure.database import (
     RETRY_DEADLINE_ENV,
     OutageBounds,
 )
+from infrastructure.postgres_ddl import SerialisedAggregateRecorder, SerialisedTrackingRecorder
 
 ResultT = TypeVar("ResultT")
 
@@ -38,7 +39,11 @@ MAX_PAUSE = 0.5
 
 class LedgerPostgresFactory(PostgresFactory):
     """The library's PostgreSQL factory, with the ledger's outage bounds applied to the
-    connection pool it makes, and pinned on its datastore for the recorders sharing it."""
+    connection pool it makes, and pinned on its datastore for the recorders sharing it.
+    Its recorders make their tables under the schema's DDL lock (postgres_ddl.py)."""
+
+    aggregate_recorder_class = SerialisedAggregateRecorder
+    tracking_recorder_class = SerialisedTrackingRecorder
 
     def __init__(self, env: Environment):
         super().__init__(env)

@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, TokenReceipt
 from infrastructure.append_only import APPEND_ONLY_MESSAGE
 from infrastructure.eventsourcing_compat import unretried
+from infrastructure.postgres_ddl import SerialisedDDL, ddl_lock
 from infrastructure.postgres_outages import retrying
 
 #: SQLSTATE raised when a command races a seal. Class 23 makes psycopg, and so the
@@ -27,7 +28,10 @@ from infrastructure.postgres_outages import retrying
 RUN_SEALED_SQLSTATE = "23D01"
 
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
+class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerIndex):
+    """Its tables, type, functions and triggers are made under the schema's DDL lock
+    (infrastructure/postgres_ddl.py)."""
+
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         prefix = events_table_name.removesuffix("_events")
@@ -121,21 +125,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerIndex):
             ]
         return statements
 
-    def _ddl_lock(self) -> Composed:
-        """One process at a time runs this schema's DDL: replicas starting together would
-        otherwise interleave CREATE INDEX / CREATE OR REPLACE FUNCTION / TRIGGER and deadlock."""
-        return SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
-            Literal(f"{self.datastore.schema}.decision-ledger-ddl")
-        )
-
-    def _create_table(self, curs: Cursor[DictRow]) -> None:
-        curs.execute(self._ddl_lock())
-        super()._create_table(curs)
-
     def protect(self, table: str) -> None:
         """Make another of the library's tables (the snapshots) refuse rewrites too."""
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self._ddl_lock())
+            c.execute(ddl_lock(self.datastore.schema))
             for statement in self._append_only_statements([table]):
                 c.execute(statement)
 

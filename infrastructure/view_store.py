@@ -26,6 +26,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.eventsourcing_compat import unretried
+from infrastructure.postgres_ddl import SerialisedTrackingRecorder, ddl_lock
 from infrastructure.postgres_outages import retrying
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -106,13 +107,19 @@ class ViewStore(TrackingRecorder):
         with self.cursor(commit=False) as cursor:
             return cursor.execute(statement, params).fetchall()
 
+    def lock_schema(self, cursor: ViewCursor) -> None:
+        """Called first in each transaction that changes the schema: on PostgreSQL, one such
+        transaction at a time (processes starting together would race on the catalogue)."""
+
     def create_tables(self, statements: Sequence[str], names: Mapping[str, str]) -> None:
         with self.cursor(commit=True) as cursor:
+            self.lock_schema(cursor)
             for statement in statements:
                 cursor.execute(statement.format(**names))
 
     def drop_generation(self, names: Sequence[str]) -> None:
         with self.cursor(commit=True) as cursor:
+            self.lock_schema(cursor)
             for name in [*names, "tracking"]:
                 qualified = self.qualify(checked_identifier(f"{self.projection}_g{self.generation}_{name}"))
                 cursor.execute(f"DROP TABLE IF EXISTS {qualified}")
@@ -120,6 +127,7 @@ class ViewStore(TrackingRecorder):
     # --- Which generation serves reads ------------------------------------------------
 
     def _ensure_generations_table(self, cursor: ViewCursor) -> None:
+        self.lock_schema(cursor)
         cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {self.qualify(GENERATIONS_TABLE)} ("
             " projection TEXT PRIMARY KEY, live_generation INTEGER NOT NULL,"
@@ -212,7 +220,7 @@ class SQLiteViewStore(SQLiteTrackingRecorder, ViewStore):
             yield ViewCursor(native, "?")
 
 
-class PostgresViewStore(PostgresTrackingRecorder, ViewStore):
+class PostgresViewStore(SerialisedTrackingRecorder, ViewStore):
     def __init__(self, datastore: PostgresDatastore, *, projection: str, generation: int, upstream: str):
         self._configure(projection, generation, upstream)
         super().__init__(datastore, tracking_table_name=self.tracking_table)
@@ -227,6 +235,9 @@ class PostgresViewStore(PostgresTrackingRecorder, ViewStore):
 
     def track(self, cursor: ViewCursor, tracking: Tracking) -> None:
         self._insert_tracking(cursor.native.cursor, tracking)
+
+    def lock_schema(self, cursor: ViewCursor) -> None:
+        cursor.native.cursor.execute(ddl_lock(self.datastore.schema))
 
     def max_tracking_id(self, application_name: str) -> int | None:
         select = unretried(PostgresTrackingRecorder.max_tracking_id)

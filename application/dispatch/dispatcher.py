@@ -12,6 +12,11 @@ so nothing requested is missed across restarts), and for each due action:
 
 Sends run on one event loop, at most `concurrency` at a time, over one pooled client;
 the ledger's blocking reads and saves run in threads beside it.
+
+One dispatcher delivers at a time across every process on the database: each stands for
+the follower "dispatcher" (application/election.py); the others stand by and take over
+when it dies. The claims above stay the second line of defence (a deposed leader's
+attempt in flight, two leaders for a moment).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +38,7 @@ from eventsourcing.persistence import IntegrityError
 from application.dispatch.messages import action_message
 from application.dispatch.metrics import DispatchMetrics
 from application.dispatch.schedule import STUCK_GRACE_S, due_at, retry_at
+from application.election import Candidacy
 from application.ledger import DecisionLedger
 from application.projections.outbox import due_actions
 from application.projections.runtime import Projections
@@ -48,6 +55,10 @@ POLL_INTERVAL_S = 0.05
 MAX_RECORD_TRIES = 20
 #: How long an action this process settled is not looked at again (the outbox lags a little).
 SETTLED_MEMORY = timedelta(seconds=30)
+#: The follower the dispatchers of every process stand for: one of them delivers.
+DISPATCHER_FOLLOWER = "dispatcher"
+#: How often a dispatcher checks that it still leads (or, standing by, whether it may stand).
+LEADERSHIP_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,9 @@ class Dispatcher:
         metrics: DispatchMetrics | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
         rng: random.Random | None = None,
+        candidacy: Candidacy | None = None,
     ) -> None:
+        """Without a `candidacy` it delivers as long as it runs (one process on the database)."""
         self.ledger = ledger
         self.projections = projections
         self.effectors = effectors
@@ -85,6 +98,9 @@ class Dispatcher:
         self._in_flight: set[UUID] = set()
         # Actions looked at or settled here, and when they are next due: the outbox may not show it yet.
         self._settled: dict[UUID, tuple[int, datetime]] = {}
+        self.candidacy = candidacy
+        self._leading = candidacy is None
+        self._next_leadership_check = 0.0
         self.metrics.track_lag(self.lag)
 
     # --- Running ------------------------------------------------------------------------
@@ -99,6 +115,9 @@ class Dispatcher:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         self._threads.shutdown(wait=True)
+        if self.candidacy is not None:
+            self._leading = False
+            self.candidacy.resign()  # a standby takes over at its next poll
 
     def run_forever(self) -> None:
         asyncio.run(self._run())
@@ -109,10 +128,14 @@ class Dispatcher:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping.is_set():
+                if not await self._leads():
+                    await asyncio.sleep(self.poll_interval_s)
+                    continue
                 try:
                     due = await self._blocking(self.due_now, self.concurrency * 4)
-                except Exception:  # the database may be briefly away: try again
+                except Exception as error:  # the database may be briefly away: try again
                     log.exception("the dispatcher could not read the outbox")
+                    await self._report_error(f"could not read the outbox: {type(error).__name__}: {error}")
                     due = []
                 now = datetime.now(UTC)
                 started = 0
@@ -132,6 +155,29 @@ class Dispatcher:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await sender.aclose()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this dispatcher delivers now (as of its last check)."""
+        return self._leading
+
+    async def _leads(self) -> bool:
+        """Checked at most every LEADERSHIP_CHECK_S; a standby stands at its candidacy's poll."""
+        if self.candidacy is None:
+            return True
+        now = time.monotonic()
+        if now >= self._next_leadership_check:
+            self._next_leadership_check = now + LEADERSHIP_CHECK_S
+            try:
+                self._leading = await self._blocking(self.candidacy.leading)
+            except Exception:  # stand by until the next check
+                log.exception("the dispatcher could not check its lead")
+                self._leading = False
+        return self._leading
+
+    async def _report_error(self, error: str) -> None:
+        if self.candidacy is not None:
+            await self._blocking(self.candidacy.report_error, error)
 
     async def _blocking(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from domain.commands import RedeliverAction
-from interfaces.cli.common import DatabaseUrl, err, fail, load_settings, out, service_for
+from interfaces.cli.common import DatabaseUrl, err, fail, load_settings, log_followers, out, service_for
 
 dispatch_app = typer.Typer(help="Carry out the actions effectors receive.", no_args_is_help=True)
 actions_app = typer.Typer(help="Actions: list them, redeliver failed ones.", no_args_is_help=True)
@@ -42,9 +42,11 @@ def dispatch_run(
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Dispatch in this process (serve then with DECISION_LEDGER_RUN_DISPATCHER=false). The
+    """Stand for the dispatcher in this process: one process on the database dispatches, the
+    others stand by and take over when it goes (as `serve` does with an effectors file). The
     outbox projection must be followed too: by `serve` (the default) or `projections run`."""
     settings = load_settings(database_url, effectors_file=effectors_file, dispatch_concurrency=concurrency)
+    log_followers()
     if settings.effectors_file is None:
         fail("no effectors file: give --effectors-file or set DECISION_LEDGER_EFFECTORS_FILE")
     with service_for(settings) as service:
@@ -58,7 +60,7 @@ def dispatch_run(
         names = ", ".join(effector.name for effector in service.effectors.all)
         err.print(
             f"dispatcher on {settings.database().describe()} to {names},"
-            f" {settings.dispatch_concurrency} at a time; Ctrl-C stops it",
+            f" {settings.dispatch_concurrency} at a time, when it leads; Ctrl-C stops it",
             highlight=False,
         )
         stopping = threading.Event()

@@ -94,7 +94,8 @@ def started_together(
     create_tables(schema.url)
     servers: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
-        # One after the other: replicas starting at the same instant deadlock on DDL (see the last test).
+        # One after the other (starting together on a schema is tested in
+        # tests/integration/test_startup_ddl_postgres.py and by the last test here).
         for _ in range(2):
             servers.append(start_server(schema.url, signing_key_hex, workdir, **settings))
             wait_until_live(*servers[-1])
