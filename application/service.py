@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from application.action_lists import ActionLists
 from application.answers import Answers
+from application.checkpoint_status import CheckpointCheck, check_latest_checkpoint
 from application.closing import RunCloser
 from application.commands import Commands
 from application.dispatch.dispatcher import DISPATCHER_FOLLOWER, Dispatcher
@@ -172,6 +173,10 @@ class LedgerService:
             on_progress=on_progress,
         )
 
+    def checkpoint_status(self) -> CheckpointCheck:
+        """The latest signed checkpoint, checked now against the key ring and the audit log's tree."""
+        return check_latest_checkpoint(self.transparency)
+
     def verify_proof_against_store(self, proof: dict[str, Any]) -> None:
         """Recompute a run proof from the stored events as of its seal position."""
         self._store_verifier().verify_chain(to_position=proof["seal_position"], proofs=[proof])
@@ -251,6 +256,11 @@ class LedgerService:
     def actions(self) -> ActionLists:
         """Listing actions (by status, kind, run) for operators."""
         return ActionLists(self.ledger, self.projections, self.read_models, self.queries)
+
+    @property
+    def dispatched_kinds(self) -> frozenset[str]:
+        """The action kinds the effectors receive: the ones the dispatcher carries out."""
+        return self.effectors.kinds
 
     def start_dispatcher(
         self, concurrency: int, registry: CollectorRegistry | None = None

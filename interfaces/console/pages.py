@@ -24,6 +24,7 @@ NOTICES = {
     "closed": "The run was closed; its verdict is below.",
     "reopened": "The run was reopened in a new attempt.",
     "waived": "The action was waived.",
+    "redelivered": "Redelivery requested: the dispatcher sends the action again, with the same webhook-id.",
 }
 Cursor = Annotated[str | None, Query(max_length=256)]
 #: Read-your-writes: a page after a write waits (bounded) until the views reach its position.
@@ -146,17 +147,20 @@ async def actions_page(
     request: Request,
     viewer: ViewerDep,
     status: Annotated[str | None, Query(max_length=16)] = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
     run_id: Annotated[str | None, Query(max_length=128, pattern=RUN_ID_PATTERN + "|^$")] = None,
     after: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     notice: Annotated[str | None, Query(max_length=32)] = None,
     min_position: MinPosition = None,
 ) -> Response:
-    status, run_id, after = _blank_is_none(status), _blank_is_none(run_id), _blank_is_none(after)
+    status, kind, run_id = _blank_is_none(status), _blank_is_none(kind), _blank_is_none(run_id)
+    after = _blank_is_none(after)
     page = await run_in_threadpool(
         reads.actions,
         viewer.service,
         status=status,
+        kind=kind,
         run_id=run_id,
         after=after,
         limit=limit,
@@ -168,6 +172,7 @@ async def actions_page(
         viewer=viewer,
         page=page,
         status=status or "",
+        kind=kind or "",
         run_id=run_id or "",
         limit=limit,
         statuses=("requested", "committed", "failed", "waived"),

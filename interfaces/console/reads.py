@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
+from application.action_lists import ActionListPage
+from application.checkpoint_status import CheckpointCheck
 from application.proof_checks import VerificationFailed, verify_run_proof
-from application.queries.action_listing import ActionListPage, list_actions
 from application.queries.points import PointInLog
 from application.results import (
-    ActionView,
     AuditPage,
     CategoryPage,
     ReconciliationView,
@@ -165,28 +164,30 @@ def proof_of(service: LedgerService, run_id: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ActionsPage:
+    #: Each action as the ledger has it, with its deliveries (the dispatcher's attempts).
     listing: ActionListPage
-    details: dict[str, ActionView]
-    #: Each listed run's status: an action can change only while its run is open.
+    #: Each listed run's status: an operator acts on an action only while its run is open.
     run_status: dict[str, str]
+    #: The kinds the effectors receive: only those actions can be redelivered.
+    dispatched_kinds: frozenset[str]
 
 
 def actions(
     service: LedgerService,
     *,
     status: str | None,
+    kind: str | None,
     run_id: str | None,
     after: str | None,
     limit: int,
     min_position: int | None = None,
 ) -> ActionsPage:
     service.read_models.wait_for(min_position)
-    listing = list_actions(service.read_models, status=status, run_id=run_id, after=after, limit=limit)
-    details = {row.action_id: service.queries.action(UUID(row.action_id)) for row in listing.actions}
+    listing = service.actions.list_actions(status=status, kind=kind, run_id=run_id, after=after, limit=limit)
     run_status = {
         run: service.read_models.summary(run).status for run in {row.run_id for row in listing.actions}
     }
-    return ActionsPage(listing, details, run_status)
+    return ActionsPage(listing, run_status, service.dispatched_kinds)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class AuditOverview:
     algorithm: str
     public_key: str
     key_id: str
+    checkpoint: CheckpointCheck
 
 
 def audit(service: LedgerService, *, after: int, limit: int) -> AuditOverview:
@@ -209,4 +211,5 @@ def audit(service: LedgerService, *, after: int, limit: int) -> AuditOverview:
         algorithm=service.signer.algorithm,
         public_key=service.signer.public_key,
         key_id=service.signer.key_id,
+        checkpoint=service.checkpoint_status(),
     )

@@ -1,4 +1,5 @@
-"""The console's forms: log in and out, and the operator's writes (close, reopen, waive).
+"""The console's forms: log in and out, and the operator's writes (close, reopen, waive,
+redeliver).
 
 Every form is checked for its CSRF token before anything else; every write is a ledger
 command under an idempotency key rendered into its form, so a double submission is
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from domain.commands import CloseRun, ReopenRun, WaiveAction
+from domain.commands import CloseRun, RedeliverAction, ReopenRun, WaiveAction
 from interfaces.api.problems import HttpProblem
 from interfaces.api.security import Authenticator, authorize, hash_api_key
 from interfaces.console.context import (
@@ -134,5 +135,20 @@ async def waive_action(request: Request, viewer: ViewerDep, action_id: Annotated
     result = await run_in_threadpool(viewer.service.commands.actions.waive, command)
     return RedirectResponse(
         f"/console/actions?run_id={quote(result.view.run_id)}&notice=waived&min_position={result.position}",
+        303,
+    )
+
+
+@router.post("/actions/{action_id}/redeliver")
+async def redeliver_action(
+    request: Request, viewer: ViewerDep, action_id: Annotated[UUID, Path()]
+) -> Response:
+    """The command `POST /actions/{id}/redeliver` runs: a fresh delivery schedule for a
+    failed action, with the same webhook-id and body; the dispatcher sends it."""
+    _, token = await _operator_form(request, viewer)
+    command = RedeliverAction(action_id=action_id, token=token, actor=viewer.principal.name)
+    result = await run_in_threadpool(viewer.service.commands.actions.redeliver, command)
+    return RedirectResponse(
+        f"/console/actions?run_id={quote(result.view.run_id)}&notice=redelivered&min_position={result.position}",
         303,
     )

@@ -7,39 +7,38 @@ directory, starts a local webhook receiver (the card processor), and plays three
 2. a run that loses 5% of its decisions and meets one effector outage: red, with reasons;
 3. the remediation: reopen, send the missing decisions, redeliver the failed action: green.
 
-The demo itself plays the lane's effector: it calls the webhook for each decline and records
-the outcome on the action (commit, or fail as retryable).
+The lane only requests a block-card action for each decline; the ledger's own dispatcher
+carries each out as a signed Standard Webhook to the card processor (the receiver), retries
+it on its schedule, and dead-letters it when the schedule is used up. The remediation
+redelivers that action through the API, and the dispatcher delivers it.
 """
 
 from __future__ import annotations
 
 import random
-import socket
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
 from application.proof_checks import VerificationFailed, verify_run_proof
-from infrastructure.settings import Settings
-from interfaces.api.app import create_app
 from interfaces.demo.client import DemoFailed, LedgerClient
 from interfaces.demo.lane import Scored, at_least_once, score, transactions
 from interfaces.demo.receiver import WebhookReceiver
+from interfaces.demo.server import BLOCK_CARD, free_port, ledger_server, write_effectors_file
 
 DROPPED_SHARE = 0.05
+#: How long the dispatcher may take to settle a run's actions (seconds).
+DISPATCH_TIMEOUT_S = 120.0
+#: Where an action stands with the dispatcher while it still has to send it.
+UNSETTLED = ("waiting", "in_flight")
 
 
 @dataclass
@@ -71,11 +70,9 @@ class Demo:
         self.out = out
         self.rng = random.Random(seed)
         self.size = size
-        self.webhooks = httpx.Client(timeout=10)
 
     def shutdown(self) -> None:
         self.api.http.close()
-        self.webhooks.close()
 
     # --- The lane's steps -----------------------------------------------------------------
 
@@ -112,10 +109,10 @@ class Demo:
             raise DemoFailed(f"the ledger refused decisions of {run_id}: {counts}")
         return ids
 
-    def act_on_declines(self, run_id: str, scored: list[Scored], decision_ids: dict[str, str]) -> list[str]:
-        """Request a block-card action for each decline, call the webhook, record what
-        happened; answer the IDs of the actions that failed."""
-        failed = []
+    def request_blocks(self, run_id: str, scored: list[Scored], decision_ids: dict[str, str]) -> list[str]:
+        """Request a block-card action for each decline (the ledger's dispatcher carries
+        them out); answer the actions' IDs."""
+        action_ids = []
         for s in scored:
             if s.outcome != "decline":
                 continue
@@ -123,32 +120,49 @@ class Demo:
             action = self.api.post(
                 f"/runs/{run_id}/actions",
                 f"block-card-{input_id}",
-                {"decision_id": decision_ids[input_id], "kind": "block-card", "target": self.receiver.url},
+                {
+                    "decision_id": decision_ids[input_id],
+                    "kind": BLOCK_CARD,
+                    "target": f"card-of-{input_id}",
+                    "params": {"amount": s.transaction.amount},
+                },
             )
-            if not self.effect(action, input_id, attempt=1):
-                failed.append(action["action_id"])
-        return failed
+            action_ids.append(action["action_id"])
+        return action_ids
 
-    def effect(self, action: dict[str, Any], input_id: str, attempt: int) -> bool:
-        call = self.webhooks.post(
-            self.receiver.url, json={"action_id": action["action_id"], "input_id": input_id}
+    def await_dispatch(self, action_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Wait until the dispatcher has settled every action (delivered, or dead-lettered);
+        answer each action as the ledger then has it."""
+        pending, settled = list(action_ids), {}
+        deadline = time.monotonic() + DISPATCH_TIMEOUT_S
+        while pending:
+            for action_id in list(pending):
+                action = self.api.get(f"/actions/{action_id}")
+                if action["dispatch"] not in UNSETTLED:
+                    settled[action_id] = action
+                    pending.remove(action_id)
+            if pending:
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"the dispatcher did not settle {len(pending)} action(s) in time")
+                time.sleep(0.1)
+        return settled
+
+    def dispatch(self, run_id: str, scored: list[Scored], decision_ids: dict[str, str]) -> list[str]:
+        """The declines' actions, carried out by the dispatcher; answer the dead-lettered ones."""
+        requested = self.request_blocks(run_id, scored, decision_ids)
+        if not requested:
+            self.out.print("  none of them is a decline: no block-card action to carry out")
+            return []
+        actions = list(self.await_dispatch(requested).values())
+        delivered = sum(1 for action in actions if action["dispatch"] == "delivered")
+        dead = [action["action_id"] for action in actions if action["dispatch"] == "dead_lettered"]
+        attempts = sum(len(action["deliveries"]) for action in actions)
+        outage = f", [red]{len(dead)} dead-lettered[/] after {attempts - delivered} failed attempts"
+        self.out.print(
+            f"  the ledger's dispatcher delivered [green]{delivered:,} block-card webhooks[/] to the card"
+            f" processor ({attempts:,} signed attempts){outage if dead else ''}"
         )
-        if call.status_code == 200:
-            self.api.post(
-                f"/actions/{action['action_id']}/commit",
-                f"commit-{action['action_id']}",
-                {"external_ref": call.json()["reference"]},
-            )
-            return True
-        self.api.post(
-            f"/actions/{action['action_id']}/fail",
-            f"fail-{action['action_id']}-{attempt}",
-            {
-                "error": f"webhook answered {call.status_code}: {call.json().get('error', '')}",
-                "retryable": True,
-            },
-        )
-        return False
+        return dead
 
     def close(self, run_id: str, key: str) -> ActOutcome:
         answer = self.api.post(f"/runs/{run_id}/close", key)
@@ -185,10 +199,9 @@ class Demo:
         self.out.rule("[bold]1. A clean run")
         scored = self.open_and_admit(run_id)
         ids = self.deliver(run_id, scored)
-        failed = self.act_on_declines(run_id, scored, ids)
-        self.out.print(
-            f"  {len(self.receiver.blocked):,} cards blocked through the webhook, {len(failed)} failed"
-        )
+        dead = self.dispatch(run_id, scored, ids)
+        if dead:
+            raise DemoFailed(f"the card processor failed {len(dead)} action(s) of the clean run")
         return self.close(run_id, f"close-{run_id}")
 
     def red_run(self, run_id: str) -> tuple[ActOutcome, list[Scored], list[str]]:
@@ -200,11 +213,9 @@ class Demo:
         ids = self.deliver(run_id, kept)
         declines = [s for s in kept if s.outcome == "decline"]
         if declines:
-            self.receiver.fail_for.add(declines[0].transaction.input_id)
-            self.out.print(
-                f"  the card processor is down for the call about {declines[0].transaction.input_id}"
-            )
-        failed = self.act_on_declines(run_id, kept, ids)
+            self.receiver.down_for.add(declines[0].transaction.input_id)
+            self.out.print(f"  the card processor is down for the card of {declines[0].transaction.input_id}")
+        failed = self.dispatch(run_id, kept, ids)
         return self.close(run_id, f"close-{run_id}-1"), scored, failed
 
     def remediate(self, run_id: str, scored: list[Scored], failed_actions: list[str]) -> ActOutcome:
@@ -220,53 +231,23 @@ class Demo:
             f"  reopened; the ledger names {len(missing):,} missing inputs, which the lane scores and sends again"
         )
         ids = self.deliver(run_id, resend)
-        self.act_on_declines(run_id, resend, ids)
+        self.dispatch(run_id, resend, ids)
+        self.receiver.down_for.clear()
+        self.out.print("  the card processor is back")
         for action_id in failed_actions:
-            action = self.api.get(f"/actions/{action_id}")
-            redelivered = self.effect(action, action["input_id"], attempt=2)
+            self.api.post(f"/actions/{action_id}/redeliver", f"redeliver-{action_id}")
+        for action_id, action in self.await_dispatch(failed_actions).items():
+            delivered = action["dispatch"] == "delivered"
             self.out.print(
-                f"  redelivered the failed block-card action {action_id[:8]}…: {'committed' if redelivered else 'failed again'}"
+                f"  redelivered the dead-lettered block-card action {action_id[:8]}… (same webhook-id):"
+                + (
+                    f" [green]delivered[/] on attempt {action['deliveries'][-1]['attempt']}, {action['status']},"
+                    f" ref {action['external_ref']}"
+                    if delivered
+                    else f" [red]{action['dispatch']} again[/]"
+                )
             )
         return self.close(run_id, f"close-{run_id}-2")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def ledger_server(workdir: Path, port: int) -> Iterator[str]:
-    """The API and console over a new SQLite database, in open local mode on loopback."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as error:
-            raise DemoFailed(f"port {port} on 127.0.0.1 cannot be used: {error.strerror}") from None
-    settings = Settings(
-        database_url=f"sqlite:///{workdir / 'demo.sqlite3'}",
-        signing_key=SecretStr(Ed25519PrivateKey.generate().private_bytes_raw().hex()),
-        api_keys=[],
-        api_keys_file=None,
-        host="127.0.0.1",
-        port=port,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise DemoFailed(f"the server did not start on 127.0.0.1:{port}")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def run_demo(
@@ -282,8 +263,9 @@ def run_demo(
     README's screenshot), while the server still serves."""
     with tempfile.TemporaryDirectory(prefix="decision-ledger-demo-") as directory:
         receiver = WebhookReceiver().start()
+        effectors_file = write_effectors_file(Path(directory), receiver.url, receiver.secret)
         try:
-            with ledger_server(Path(directory), port or free_port()) as base_url:
+            with ledger_server(Path(directory), port or free_port(), effectors_file) as base_url:
                 out.print(
                     Panel.fit(
                         f"decision-ledger demo: a fraud lane on a fresh ledger in {directory}\n"

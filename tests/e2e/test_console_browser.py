@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,17 @@ from infrastructure.settings import ApiKeyEntry, Role, Settings
 from interfaces.api.app import create_app
 from interfaces.api.security import hash_api_key
 from tests.support.api import AUDITOR_KEY, OPERATOR_KEY, bearer
-from tests.support.console import GREEN_RUN, RED_RUN, Seeded, seed_runs, served
+from tests.support.console import (
+    DISPATCH_RUN,
+    GREEN_RUN,
+    RED_RUN,
+    Seeded,
+    effectors_toml,
+    seed_dead_letter,
+    seed_runs,
+    served,
+)
+from tests.support.webhook_receiver import ScriptedReceiver, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -64,6 +75,30 @@ def console(database_url: str, signing_key_hex: str) -> Iterator[tuple[str, Seed
     )
     with served(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as client:
         yield base, seed_runs(client, bearer(OPERATOR_KEY))
+
+
+@pytest.fixture
+def dispatching_console(
+    database_url: str, signing_key_hex: str, tmp_path: Path
+) -> Iterator[tuple[str, ScriptedReceiver, str]]:
+    """The secured app with its dispatcher and one effector, whose receiver fails an
+    action's first delivery and accepts the next; seeded with a dead-lettered action."""
+    receiver = ScriptedReceiver(script=["fail", "ok"])
+    with serving(receiver) as url:
+        effectors = tmp_path / "effectors.toml"
+        effectors.write_text(effectors_toml(url, receiver.secret))
+        settings = Settings(
+            database_url=database_url,
+            signing_key=signing_key_hex,
+            api_keys_file=None,
+            api_keys=[
+                ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
+                ApiKeyEntry(principal="audit", roles=[Role.AUDITOR], key_sha256=hash_api_key(AUDITOR_KEY)),
+            ],
+            effectors_file=effectors,
+        )
+        with served(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as client:
+            yield base, receiver, seed_dead_letter(client, bearer(OPERATOR_KEY))
 
 
 def logged_in(browser: Any, base: str, key: str) -> Any:
@@ -171,6 +206,80 @@ def test_the_api_docs_render_with_nothing_from_another_host(browser: Any, consol
     context.route("**/*", only_this_server)
     page = context.new_page()
     page.goto("/docs")
-    sync_api.expect(page.locator(".opblock-summary-path", has_text="/runs/{run_id}/close")).to_be_visible()
+    # Swagger UI renders the whole schema in the browser: on a loaded machine that took over
+    # the 5 s default (seen at load average 14 on 2 cores).
+    sync_api.expect(page.locator(".opblock-summary-path", has_text="/runs/{run_id}/close")).to_be_visible(
+        timeout=30_000
+    )
     assert elsewhere == []
     context.close()
+
+
+def test_an_operator_redelivers_a_dead_lettered_action_and_sees_it_delivered(
+    browser: Any, dispatching_console
+) -> None:
+    base, receiver, action_id = dispatching_console
+    page = logged_in(browser, base, OPERATOR_KEY)
+    page.goto(f"/console/actions?run_id={DISPATCH_RUN}")
+    row = page.locator(f'tr[data-action="{action_id}"]')
+    sync_api.expect(row.locator(".status")).to_have_text("failed")
+    sync_api.expect(row.locator(".dispatch")).to_have_text("dead lettered")
+    sync_api.expect(row.locator(".attempts")).to_have_text("1")
+    attempts = page.locator(f'tr[data-deliveries-of="{action_id}"] tbody tr')
+    sync_api.expect(attempts).to_have_count(1)
+    sync_api.expect(attempts.first).to_contain_text("500")
+
+    row.get_by_role("button", name="Redeliver").click()
+    sync_api.expect(page.locator("#notice")).to_contain_text("Redelivery requested")
+    # The dispatcher sends it again (same webhook-id); the page shows it delivered and committed.
+    deadline = time.monotonic() + 30
+    while row.locator(".status").inner_text() != "committed":
+        assert time.monotonic() < deadline, "the redelivered action was never committed"
+        page.wait_for_timeout(100)
+        page.reload()
+    sync_api.expect(row.locator(".dispatch")).to_have_text("delivered")
+    sync_api.expect(row.locator(".attempts")).to_have_text("2")
+    sync_api.expect(row.locator(".external-ref")).to_have_text(f"ref-{action_id[:8]}")
+    sync_api.expect(attempts).to_have_count(2)
+    assert row.get_by_role("button", name="Redeliver").count() == 0
+    sent = receiver.requests_for(action_id)
+    assert len(sent) == 2 and sent[0].body == sent[1].body
+    assert receiver.effects == {action_id: 1}
+    page.context.close()
+
+
+def test_an_auditor_sees_the_dead_letter_and_no_redeliver_button(browser: Any, dispatching_console) -> None:
+    base, _, action_id = dispatching_console
+    auditor = logged_in(browser, base, AUDITOR_KEY)
+    auditor.goto(f"/console/actions?run_id={DISPATCH_RUN}")
+    sync_api.expect(auditor.locator(f'tr[data-action="{action_id}"] .dispatch')).to_have_text("dead lettered")
+    assert auditor.get_by_role("button", name="Redeliver").count() == 0
+    assert auditor.locator("form[method=post] button").all_inner_texts() == ["Log out"]
+    # The same page shows an operator the button: the auditor lacks it for the role alone.
+    operator = logged_in(browser, base, OPERATOR_KEY)
+    operator.goto(f"/console/actions?run_id={DISPATCH_RUN}")
+    sync_api.expect(operator.get_by_role("button", name="Redeliver")).to_have_count(1)
+    auditor.context.close()
+    operator.context.close()
+
+
+def test_a_redeliver_form_without_its_csrf_token_is_refused(browser: Any, dispatching_console) -> None:
+    base, receiver, action_id = dispatching_console
+    page = logged_in(browser, base, OPERATOR_KEY)
+    page.goto(f"/console/actions?run_id={DISPATCH_RUN}")
+    forged = page.request.post(
+        f"/console/actions/{action_id}/redeliver", form={"idempotency_key": "forged-1"}, max_redirects=0
+    )
+    assert forged.status == 403
+    action = httpx.get(f"{base}/actions/{action_id}", headers=bearer(AUDITOR_KEY)).json()
+    assert (action["status"], action["dispatch"], len(action["deliveries"])) == ("failed", "dead_lettered", 1)
+    assert len(receiver.requests_for(action_id)) == 1
+    # The same post with the page's token is accepted.
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    accepted = page.request.post(
+        f"/console/actions/{action_id}/redeliver",
+        form={"csrf_token": token, "idempotency_key": "real-1"},
+        max_redirects=0,
+    )
+    assert accepted.status == 303 and "notice=redelivered" in accepted.headers["location"]
+    page.context.close()

@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
+from infrastructure.keyring import KeyEntry, KeyRing
+from infrastructure.signing import Signer
 from tests.support.api import AUDITOR_KEY, OPERATOR_KEY, WRITER_KEY, bearer, event_count
 from tests.support.console import (
     GREEN_RUN,
@@ -18,7 +21,9 @@ from tests.support.console import (
     seed_runs,
 )
 
-WRITE_FORM = re.compile(r'<form method="post" action="/console/(runs|actions)/[^"]+/(close|reopen|waive)"')
+WRITE_FORM = re.compile(
+    r'<form method="post" action="/console/(runs|actions)/[^"]+/(close|reopen|waive|redeliver)"'
+)
 
 
 @pytest.fixture
@@ -140,6 +145,26 @@ def test_actions_and_audit_pages(seeded_open) -> None:
     head = int(re.search(r'id="head-position">(\d+)<', audit).group(1))
     assert head == api.app.state.service.head_position()
     assert re.search(r'id="head-hash">[0-9a-f]{64}<', audit)
+    # Each seal made a checkpoint: the latest is shown, and checked now.
+    served = api.get("/checkpoint").text.splitlines()
+    assert re.search(rf'id="checkpoint-size">{served[1]}<', audit)
+    verification = re.search(r'id="checkpoint-verification"[^>]*>(.*?)</p>', audit, re.S).group(1)
+    assert "<strong>Verified</strong>" in verification and f"size {served[1]}" in verification
+
+
+def test_the_audit_page_says_when_the_latest_checkpoint_does_not_verify(seeded_open) -> None:
+    api, _ = seeded_open
+    transparency = api.app.state.service.transparency
+    stranger = Signer(Ed25519PrivateKey.generate())
+    trusted = transparency.keys
+    transparency.keys = lambda: KeyRing([KeyEntry(transparency.origin, stranger)])
+    try:
+        audit = api.get("/console/audit").text
+    finally:
+        transparency.keys = trusted
+    verification = re.search(r'id="checkpoint-verification"[^>]*>(.*?)</p>', audit, re.S).group(1)
+    assert "<strong>Not verified</strong>" in verification and "signature does not verify" in verification
+    assert 'class="flash bad"' in audit
 
 
 def test_docs_and_console_load_nothing_from_another_host(api: TestClient) -> None:

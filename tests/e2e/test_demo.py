@@ -3,6 +3,7 @@ cannot start says why in one line. (The demo runs on its own embedded SQLite dat
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 
@@ -28,6 +29,16 @@ def test_the_demo_closes_green_red_then_green_with_every_proof_verified() -> Non
     assert "the queue loses 15 decisions (5%)" in story
     assert "verdict of attempt 1: REJECTED" in story
     assert "│ missing │ 15" in story and "│ failed  │ 1" in story
+    # The declines' webhooks went out through the ledger's dispatcher; the outage's action
+    # was dead-lettered after its three attempts, then redelivered and delivered.
+    assert story.count("the ledger's dispatcher delivered") >= 2  # the remediation may resend no decline
+    assert "1 dead-lettered after 3 failed attempts" in story
+    assert "the card processor is back" in story
+    assert re.search(
+        r"redelivered the dead-lettered block-card action \S+ \(same webhook-id\): delivered on"
+        r" attempt 4, committed, ref blk-\d{5}",
+        story,
+    ), story
     assert "verdict of attempt 2: COMMITTED" in story
     assert story.count("verified offline against key") == 2
     assert "every run ended as the story says" in story

@@ -23,6 +23,9 @@ RED_RUN = "fraud-red"
 RED_INPUTS = [f"txn-r{number}" for number in range(1, 6)]
 #: The red run decides these (two inputs stay missing) and fails the action of the first.
 RED_DECIDED = RED_INPUTS[:3]
+#: A run whose one action an effector receives (a kind the other runs do not use).
+DISPATCH_RUN = "fraud-dispatch"
+DISPATCHED_KIND = "hold-account"
 
 
 @dataclass
@@ -72,6 +75,44 @@ def seed_runs(api: TestClient | httpx.Client, headers: dict[str, str] | None = N
     caught_up = api.get("/runs", params={"min_position": closed["position"]}, headers=headers)
     assert caught_up.status_code == 200, caught_up.text
     return Seeded(decided_at, action["action_id"])
+
+
+def effectors_toml(url: str, secret: str) -> str:
+    """One effector for DISPATCHED_KIND whose schedule allows one attempt: a failed
+    attempt dead-letters the action at once."""
+    return (
+        "[[effectors]]\n"
+        'name = "account-service"\n'
+        f'url = "{url}"\n'
+        f'kinds = ["{DISPATCHED_KIND}"]\n'
+        f'secret = "{secret}"\n'
+        "timeout_s = 5\n"
+        "retry_schedule_s = [0]\n"
+    )
+
+
+def seed_dead_letter(api: TestClient | httpx.Client, headers: dict[str, str]) -> str:
+    """An open run with one dispatched action, dead-lettered (its receiver failed the one
+    attempt the schedule allows); answers the action's ID."""
+    _post(api, "/runs", f"open-{DISPATCH_RUN}", {"run_id": DISPATCH_RUN, "lane": "fraud"}, headers)
+    _post(api, f"/runs/{DISPATCH_RUN}/basis", "basis-dispatch", {"input_ids": ["txn-d1"]}, headers)
+    body = {"input_id": "txn-d1", "outcome": "decline", "score": 0.97, "model": MODEL}
+    decision = _post(api, f"/runs/{DISPATCH_RUN}/decisions", "decide-txn-d1", body, headers)
+    action = _post(
+        api,
+        f"/runs/{DISPATCH_RUN}/actions",
+        "hold-d1",
+        {"decision_id": decision["decision_id"], "kind": DISPATCHED_KIND, "target": "acct-d1"},
+        headers,
+    )
+    deadline = time.monotonic() + 30
+    while True:  # listed as failed once the run views have it too
+        listed = api.get("/actions", params={"run_id": DISPATCH_RUN, "status": "failed"}, headers=headers)
+        assert listed.status_code == 200, listed.text
+        if [a["dispatch"] for a in listed.json()["actions"]] == ["dead_lettered"]:
+            return str(action["action_id"])
+        assert time.monotonic() < deadline, "the dispatched action was never dead-lettered"
+        time.sleep(0.05)
 
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
