@@ -120,18 +120,22 @@ class RunViewsProjection(LedgerProjection):
                 list(dict.fromkeys(input_ids)),
             )
             for row in rows:
-                self._inputs[(run_id, row.pop("input_id"))] = row
+                self._inputs[(run_id, row.pop("input_id"))] = {**row, "stored": True}
 
     def end_batch(self, cursor: ViewCursor) -> None:
         self.summaries.flush(cursor)
         self.decisions.flush(cursor)
         self.actions.flush(cursor)
-        rows = []
+        # Rows new in this page are inserted; rows that were stored are replaced.
+        new_rows: list[tuple[Any, ...]] = []
+        stored_rows: list[tuple[Any, ...]] = []
         for key in self._changed_inputs:
             row = self._inputs[key]
             assert row is not None
-            rows.append((*key, row["admitted_at"], row["decided_at"], row["decision_id"]))
-        cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, rows, upsert_key=("run_id", "input_id"))
+            values = (*key, row["admitted_at"], row["decided_at"], row["decision_id"])
+            (stored_rows if row.get("stored") else new_rows).append(values)
+        cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, new_rows)
+        cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, stored_rows, upsert_key=("run_id", "input_id"))
         self._runs, self._inputs, self._changed_inputs = {}, {}, set()
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:

@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
-#: Events a catch-up, a rebuild or a verify applies per transaction.
-CATCH_UP_PAGE = 2000
+#: Events a catch-up, a rebuild or a verify applies per transaction. The page is folded
+#: while its transaction is open and quiet: PostgreSQL ends a session idle in a transaction
+#: for POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT (5 s), which a much bigger page can
+#: reach on a starved machine (seen with 2,000 at a load average of 20 on 2 cores).
+CATCH_UP_PAGE = 1000
 
 
 @dataclass(frozen=True)
