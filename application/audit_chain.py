@@ -29,7 +29,13 @@ GENESIS_CHAIN_HASH = "00" * 32
 
 
 def canonical_bytes(position: int, topic: str, aggregate_id: UUID | str, version: int, state: bytes) -> bytes:
-    parsed = json.loads(state)
+    return canonical_event_bytes(position, topic, aggregate_id, version, json.loads(state))
+
+
+def canonical_event_bytes(
+    position: int, topic: str, aggregate_id: UUID | str, version: int, parsed: dict[str, Any]
+) -> bytes:
+    """canonical_bytes of an event whose stored state is parsed already."""
     timestamp = parsed.get("timestamp")
     if isinstance(timestamp, dict):
         timestamp = timestamp.get("_data_")

@@ -5,22 +5,26 @@ VerificationFailed naming the first position that differs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from application.audit_chain import (
     GENESIS_CHAIN_HASH,
-    canonical_bytes,
+    canonical_event_bytes,
     leaf_hash,
     merkle_root,
     next_chain_hash,
 )
 from application.proof_checks import VerificationFailed, require
 from application.proofs import heads_root
+from application.read_ahead import read_ahead
 from domain.basis import EMPTY_BASIS_DIGEST, extend_basis_digest
 
 Progress = Callable[[int], None]
+
+#: Events checked between two calls of a progress callback.
+PROGRESS_EVERY = 1000
 
 
 @dataclass
@@ -91,6 +95,12 @@ class StoreVerifier:
         self.audit_records = audit_records
 
     def stored_events(self, after: int = 0, up_to: int | None = None) -> Iterator[Any]:
+        """The stored events after a position, in order; each page is read while the
+        one before is checked."""
+        for page in read_ahead(self._pages(after, up_to), name="verify-pages"):
+            yield from page
+
+    def _pages(self, after: int, up_to: int | None) -> Iterator[Sequence[Any]]:
         position = after
         while True:
             page = self.recorder.select_notifications(
@@ -98,7 +108,7 @@ class StoreVerifier:
             )
             if not page:
                 return
-            yield from page
+            yield page
             position = page[-1].id
 
     def committed_proofs(self) -> list[dict[str, Any]]:
@@ -148,12 +158,12 @@ class StoreVerifier:
                 state = json.loads(notification.state)
                 if not isinstance(state, dict):
                     raise ValueError("its state is not a JSON object")
-                event_bytes = canonical_bytes(
+                event_bytes = canonical_event_bytes(
                     notification.id,
                     notification.topic,
                     notification.originator_id,
                     notification.originator_version,
-                    notification.state,
+                    state,
                 )
             except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
                 raise VerificationFailed(
@@ -199,8 +209,10 @@ class StoreVerifier:
             report.checked += 1
             report.last_position = notification.id
             report.last_chain_hash = chain
-            if on_progress:
-                on_progress(1)
+            if on_progress and report.checked % PROGRESS_EVERY == 0:
+                on_progress(PROGRESS_EVERY)
+        if on_progress and report.checked % PROGRESS_EVERY:
+            on_progress(report.checked % PROGRESS_EVERY)
         leftover = next(recorded, None)
         if leftover is not None:
             raise VerificationFailed(

@@ -57,7 +57,7 @@ class Scale:
     profile_seconds: float
     proofs_args: tuple[str, ...]
     run_load_args: tuple[str, ...]
-    #: --sizes for bench/rebuild.py (empty: its defaults, 10k, 100k and 1M events).
+    #: --sizes for bench/rebuild.py (its peak RSS line compares the largest with the smallest).
     rebuild_sizes: str
     as_of_sizes: tuple[int, ...]
     as_of_requests: int
@@ -75,7 +75,7 @@ SCALES = {
         profile_seconds=30.0,
         proofs_args=("--events", "5000", "--repetitions", "1"),
         run_load_args=("--inputs", "50000", "--batches", "200", "--repetitions", "3"),
-        rebuild_sizes="10000",
+        rebuild_sizes="10000,50000",
         as_of_sizes=(10_000, 100_000),
         as_of_requests=200,
     ),
@@ -90,7 +90,7 @@ SCALES = {
         profile_seconds=45.0,
         proofs_args=(),
         run_load_args=(),
-        rebuild_sizes="",
+        rebuild_sizes="100000,1000000",
         as_of_sizes=(10_000, 100_000, 1_000_000),
         as_of_requests=500,
     ),
@@ -106,6 +106,9 @@ T_REPLAY = 2.0
 T_TAIL = 5.0
 T_SINGLE_SQLITE = 1.0
 T_AS_OF = 1.5
+T_REBUILD = 0.5
+T_VERIFY = 0.5
+T_REBUILD_RSS = 1.2
 
 
 # --- Rows -----------------------------------------------------------------------------------
@@ -636,21 +639,11 @@ def module_options(module: str) -> set[str]:
     return set(re.findall(r"(--[a-z][a-z0-9-]*)", completed.stdout))
 
 
-def scenario_rebuild(bench: Bench) -> None:
-    if not (ROOT / "bench" / "rebuild.py").exists():
-        bench.rows.append(
-            Row("projection rebuild", "postgres", notes=["bench/rebuild.py is not there (yet)"])
-        )
-        return
-    bench.say("projection rebuild (bench/rebuild.py) ...")
-    args: tuple[str, ...] = ()
-    if bench.scale.rebuild_sizes and "--sizes" in module_options("bench.rebuild"):
-        args = ("--sizes", bench.scale.rebuild_sizes)
-    output, _ = run_module(bench, "bench.rebuild", args, timeout=3600)
-    # Its table: a header naming "rebuild s" and "events/s", then one row per size.
+def rebuild_table(output: str) -> list[dict[str, str]]:
+    """bench/rebuild.py's table: a header naming "rebuild s" and "events/s", then a row per size."""
     lines = output.splitlines()
     header_at = next((i for i, line in enumerate(lines) if "rebuild s" in line and "events/s" in line), None)
-    measured: list[dict[str, Any]] = []
+    measured: list[dict[str, str]] = []
     if header_at is not None:
         header = _CELLS.split(lines[header_at].strip())
         for line in lines[header_at + 1 :]:
@@ -658,37 +651,62 @@ def scenario_rebuild(bench: Bench) -> None:
             if len(cells) != len(header) or not cells[0].replace(",", "").isdigit():
                 break
             measured.append(dict(zip(header, cells, strict=True)))
-    bench.raw["rebuild"] = {"args": list(args), "stdout": output, "rows": measured}
-    if not measured:
-        raise RuntimeError(f"could not read bench/rebuild.py's table:\n{output[-1500:]}")
-    rss_key = next((key for key in measured[0] if key.startswith("peak RSS")), None)
+    return measured
 
-    def rss(entry: dict[str, Any]) -> float | None:
-        return (
-            rate_of(max(entry[rss_key].split("/"), key=lambda cell: rate_of(cell) or 0)) if rss_key else None
-        )
 
-    smallest = measured[0]
-    for entry in measured:
-        events = int(entry["events"].replace(",", ""))
-        row = Row(
-            scenario=f"rebuild runs view @ {short_count(events)} events",
-            backend="postgres",
-            requests=None,
-            throughput=rate_of(entry["events/s"]),
-            unit="events/s",
-            notes=[
-                f"rebuild {entry['rebuild s']} s (history written in {entry['write s']} s); "
-                f"{rss_key or 'peak RSS'}: {entry.get(rss_key or '', '?')}"
-            ],
-        )
-        if entry is not smallest and rss(smallest):
-            row.baseline = f"peak RSS MB @ {short_count(int(smallest['events'].replace(',', '')))}"
-            row.baseline_rate = rss(smallest)
-            row.ratio = (rss(entry) or 0) / (rss(smallest) or 1)
-            row.notes.append("ratio: peak RSS against the smallest size's (a streaming rebuild stays near 1)")
-        bench.rows.append(row)
-    bench.say("  " + "\n  ".join(line for line in output.splitlines() if line.strip()))
+def scenario_rebuild(bench: Bench) -> None:
+    """bench/rebuild.py on each back end: the rebuild of the runs view and `audit verify`
+    against the library's read+decode rate on the same log, and the rebuild's peak memory
+    as the log grows."""
+    for backend in ("postgres", "sqlite"):
+        bench.say(f"projection rebuild and audit verify on {backend} (bench/rebuild.py) ...")
+        args: tuple[str, ...] = ("--backend", backend, "--verify")
+        if backend == "postgres":
+            args += ("--database-url", bench.postgres_url)
+        if bench.scale.rebuild_sizes:
+            args += ("--sizes", bench.scale.rebuild_sizes)
+        output, _ = run_module(bench, "bench.rebuild", args, timeout=3600)
+        measured = rebuild_table(output)
+        bench.raw.setdefault("rebuild", {})[backend] = {
+            "args": list(args),
+            "stdout": output,
+            "rows": measured,
+        }
+        if not measured:
+            raise RuntimeError(f"could not read bench/rebuild.py's table:\n{output[-1500:]}")
+        for entry in measured:
+            events = short_count(int(entry["events"].replace(",", "")))
+            library = rate_of(entry["library events/s"])
+            for scenario, rate_key, target in (
+                (f"rebuild runs view @ {events} events", "events/s", T_REBUILD),
+                (f"audit verify @ {events} events", "verify events/s", T_VERIFY),
+            ):
+                rate = rate_of(entry.get(rate_key, "-"))
+                row = Row(scenario=scenario, backend=backend, throughput=rate, unit="events/s")
+                row.baseline, row.baseline_rate = "library read+decode (around)", library
+                if rate is not None and library:
+                    row.ratio = rate / library
+                    row.target, row.met = f">= {target:g}x", row.ratio >= target
+                row.notes.append(
+                    f"rebuild {entry['rebuild s']} s, history written in {entry['write s']} s;"
+                    f" peak RSS MB (sampled / kernel) {entry['peak RSS MB (sampled / kernel)']}"
+                )
+                bench.rows.append(row)
+        rss_ratio = next((line for line in output.splitlines() if line.startswith("peak RSS at")), None)
+        if rss_ratio is not None:
+            ratio = float(rss_ratio.rsplit(":", 1)[1])
+            bench.rows.append(
+                Row(
+                    scenario="rebuild peak RSS, largest / smallest log",
+                    backend=backend,
+                    unit="",
+                    ratio=ratio,
+                    target=f"<= {T_REBUILD_RSS:g}x",
+                    met=ratio <= T_REBUILD_RSS,
+                    notes=[rss_ratio],
+                )
+            )
+        bench.say("  " + "\n  ".join(line for line in output.splitlines() if line.strip()))
 
 
 def short_count(count: int) -> str:

@@ -7,7 +7,14 @@ then rebuilds one projection (default `runs`) from position 0 in a child process
 seconds and events per second (timed inside the child, around the rebuild alone) and
 the child's peak resident memory (sampled every 50 ms with psutil, and the kernel's own
 high-water mark from wait4). A rebuild that streams the log needs about the same memory
-at any size: the last column compares the largest size with 100k.
+at any size: the last line compares the largest size with the smallest.
+
+Each rate is compared with the eventsourcing library's own read+decode rate on the same
+log, measured in the same run, in a child process of its own, right before and right
+after the rebuilds (their mean): `select_notifications` in pages of 1,000, each
+notification decoded to a domain event by the application's mapper. With `--verify` the
+script also rebuilds the audit log and times `audit verify` (the chain recomputed over
+every stored event and compared with the audit log), against the same rate.
 
 The history is written quickly, in batches: runs of `--events-per-run` events, each
 opened, its basis admitted in batches of 10,000, then decisions saved a thousand per
@@ -16,6 +23,7 @@ committed for another one in fifty.
 
     python -m bench.rebuild                                           # temporary PostgreSQL schemas in db `test`
     python -m bench.rebuild --sizes 10000,100000
+    python -m bench.rebuild --backend sqlite --sizes 100000 --verify  # a temporary SQLite file
     python -m bench.rebuild --database-url sqlite:///rebuild.sqlite3 --sizes 10000
 
 A PostgreSQL run works in fresh schemas it creates (or in the one named by `?schema=`,
@@ -71,10 +79,21 @@ class Measurement:
     rebuild_seconds: float
     peak_rss_sampled: int
     peak_rss_kernel: int
+    #: The library's read+decode rate on the same log (mean of before and after).
+    library_rate: float
+    verify_seconds: float | None = None
 
     @property
     def events_per_second(self) -> float:
         return self.events / self.rebuild_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.events_per_second / self.library_rate
+
+    @property
+    def verify_rate(self) -> float | None:
+        return None if self.verify_seconds is None else self.events / self.verify_seconds
 
     @property
     def peak_rss(self) -> int:
@@ -93,13 +112,13 @@ def database_url_of(target: DatabaseTarget) -> str:
 
 
 @contextmanager
-def fresh_database(database_url: str | None, size: int) -> Iterator[str]:
+def fresh_database(database_url: str | None, backend: str, size: int) -> Iterator[str]:
     """A new, empty database for one size, removed afterwards."""
-    base = parse_database_url(database_url or DEFAULT_POSTGRES_URL)
-    if base.backend == "sqlite" and not database_url:
+    if backend == "sqlite" and not database_url:
         with sqlite_file("bench-rebuild-") as target:
             yield database_url_of(target)
         return
+    base = parse_database_url(database_url or DEFAULT_POSTGRES_URL)
     if base.backend == "sqlite":
         assert base.sqlite_path is not None
         sized = replace(base, sqlite_path=Path(f"{base.sqlite_path}.{size}"))
@@ -160,6 +179,7 @@ def write_history(database_url: str, events: int, events_per_run: int) -> int:
                             model=model,
                         ),
                         1,
+                        ledger.clock(),
                     )
                     aggregates.append(decision)
                     if number % 50 == 1:
@@ -172,6 +192,7 @@ def write_history(database_url: str, events: int, events_per_run: int) -> int:
                                 reason="second look",
                             ),
                             1,
+                            ledger.clock(),
                         )
                     if number % 50 == 2:
                         action = Action.request(
@@ -197,29 +218,72 @@ def write_history(database_url: str, events: int, events_per_run: int) -> int:
         ledger.close()
 
 
-# --- Rebuilding in a child process ------------------------------------------------------------
+# --- In child processes ---------------------------------------------------------------------
 
 
-def child_main(database_url: str, projection: str) -> None:
+def child_read(database_url: str) -> dict[str, float]:
+    """The library's read+decode rate: every stored event, in pages of 1,000, each
+    decoded to a domain event by the application's mapper."""
+    ledger = DecisionLedger(env=parse_database_url(database_url).library_env())
+    try:
+        started = time.perf_counter()
+        position, events = 0, 0
+        while True:
+            page = ledger.recorder.select_notifications(start=position, limit=1000, inclusive_of_start=False)
+            if not page:
+                break
+            for notification in page:
+                ledger.mapper.to_domain_event(notification)
+            events += len(page)
+            position = page[-1].id
+        return {"seconds": time.perf_counter() - started, "events": events}
+    finally:
+        ledger.close()
+
+
+def child_rebuild(database_url: str, projection: str) -> dict[str, float]:
     """What `decision-ledger projections rebuild --name NAME` runs, timed around the rebuild."""
     service = build_service(Settings(database_url=database_url, signing_key=os.urandom(32).hex()))
     try:
         started = time.perf_counter()
-        service.projections.rebuild(projection)
+        service.projections.rebuild(projection, grace=0)
         seconds = time.perf_counter() - started
         position = service.projections.live_store(projection).position()
     finally:
         service.close()
-    print(json.dumps({"seconds": seconds, "position": position}))
+    return {"seconds": seconds, "position": position}
 
 
-def rebuild_in_child(database_url: str, projection: str) -> tuple[float, int, int, list[str]]:
-    """(rebuild seconds, sampled peak RSS, kernel peak RSS, the command) of one rebuild."""
+def child_verify(database_url: str) -> dict[str, float]:
+    """What `decision-ledger audit verify` runs, timed; the audit log is rebuilt first."""
+    service = build_service(Settings(database_url=database_url, signing_key=os.urandom(32).hex()))
+    try:
+        service.projections.rebuild("audit", grace=0)
+        started = time.perf_counter()
+        report, unaudited = service.verify_audit_log(lambda proof: None)
+        seconds = time.perf_counter() - started
+    finally:
+        service.close()
+    if unaudited:
+        raise SystemExit(f"{unaudited} events are not in the audit log")
+    return {"seconds": seconds, "events": report.checked}
+
+
+CHILDREN = {
+    "read": lambda url, projection: child_read(url),
+    "rebuild": child_rebuild,
+    "verify": lambda url, projection: child_verify(url),
+}
+
+
+def in_child(database_url: str, mode: str, projection: str) -> tuple[dict[str, float], int, int, list[str]]:
+    """(the child's answer, its sampled peak RSS, its kernel peak RSS, the command)."""
     command = [
         sys.executable,
         "-m",
         "bench.rebuild",
         "--child",
+        mode,
         "--database-url",
         database_url,
         "--projection",
@@ -248,9 +312,34 @@ def rebuild_in_child(database_url: str, projection: str) -> tuple[float, int, in
     finished.set()
     sampler.join()
     if child.returncode != 0:
-        raise SystemExit(f"the rebuild failed with exit code {child.returncode}")
+        raise SystemExit(f"the {mode} child failed with exit code {child.returncode}")
     result = json.loads(output.decode().strip().splitlines()[-1])
-    return result["seconds"], sampled_peak, usage.ru_maxrss * 1024, command
+    return result, sampled_peak, usage.ru_maxrss * 1024, command
+
+
+def measure(
+    database_url: str, events: int, write_seconds: float, arguments: argparse.Namespace
+) -> Measurement:
+    """The library's rate, the rebuild (and verify), then the library's rate again."""
+    before, *_ = in_child(database_url, "read", arguments.projection)
+    say(f"  library read+decode: {before['events'] / before['seconds']:,.0f} events/s")
+    rebuilt, sampled, kernel, command = in_child(database_url, "rebuild", arguments.projection)
+    say(f"  {' '.join(command)}")
+    say(
+        f"  rebuild: {rebuilt['seconds']:,.1f} s, {events / rebuilt['seconds']:,.0f} events/s,"
+        f" peak RSS {megabytes(max(sampled, kernel))} MB"
+    )
+    verify_seconds = None
+    if arguments.verify:
+        verified, *_ = in_child(database_url, "verify", arguments.projection)
+        verify_seconds = verified["seconds"]
+        say(f"  audit verify: {verify_seconds:,.1f} s, {verified['events'] / verify_seconds:,.0f} events/s")
+    after, *_ = in_child(database_url, "read", arguments.projection)
+    say(f"  library read+decode again: {after['events'] / after['seconds']:,.0f} events/s")
+    library_rate = (before["events"] / before["seconds"] + after["events"] / after["seconds"]) / 2
+    return Measurement(
+        events, write_seconds, rebuilt["seconds"], sampled, kernel, library_rate, verify_seconds
+    )
 
 
 # --- Reporting ----------------------------------------------------------------------------------
@@ -260,14 +349,32 @@ def megabytes(size: int) -> str:
     return f"{size / 2**20:,.0f}"
 
 
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def print_table(measurements: list[Measurement]) -> None:
-    header = ("events", "write s", "rebuild s", "events/s", "peak RSS MB (sampled / kernel)")
+    header = (
+        "events",
+        "write s",
+        "library events/s",
+        "rebuild s",
+        "events/s",
+        "ratio",
+        "verify events/s",
+        "verify ratio",
+        "peak RSS MB (sampled / kernel)",
+    )
     rows = [
         (
             f"{m.events:,}",
             f"{m.write_seconds:,.1f}",
+            f"{m.library_rate:,.0f}",
             f"{m.rebuild_seconds:,.1f}",
             f"{m.events_per_second:,.0f}",
+            f"{m.ratio:.2f}",
+            "-" if m.verify_rate is None else f"{m.verify_rate:,.0f}",
+            "-" if m.verify_rate is None else f"{m.verify_rate / m.library_rate:.2f}",
             f"{megabytes(m.peak_rss_sampled)} / {megabytes(m.peak_rss_kernel)}",
         )
         for m in measurements
@@ -275,13 +382,11 @@ def print_table(measurements: list[Measurement]) -> None:
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
-    at_100k = next(
-        (m for m in measurements if m.events >= 100_000 * 0.99 and m.events <= 100_000 * 1.01), None
-    )
+    smallest = min(measurements, key=lambda m: m.events)
     largest = max(measurements, key=lambda m: m.events)
-    if at_100k is not None and largest is not at_100k:
+    if largest is not smallest:
         print(
-            f"peak RSS at {largest.events:,} events / at {at_100k.events:,}: {largest.peak_rss / at_100k.peak_rss:.2f}"
+            f"peak RSS at {largest.events:,} events / at {smallest.events:,}: {largest.peak_rss / smallest.peak_rss:.2f}"
         )
 
 
@@ -300,7 +405,16 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--events-per-run", type=int, default=10_000, help="events in each run of the history"
     )
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backend",
+        default="postgres",
+        choices=["postgres", "sqlite"],
+        help="without --database-url: fresh PostgreSQL schemas, or temporary SQLite files",
+    )
+    parser.add_argument(
+        "--verify", action="store_true", help="also rebuild the audit log and time `audit verify`"
+    )
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     try:
         arguments.sizes = [int(size.replace("_", "")) for size in arguments.sizes.split(",")]
@@ -312,29 +426,24 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> None:
     arguments = parse_arguments()
     if arguments.child:
-        child_main(arguments.database_url, arguments.projection)
+        print(json.dumps(CHILDREN[arguments.child](arguments.database_url, arguments.projection)))
         return
     measurements = []
     for size in arguments.sizes:
-        with fresh_database(arguments.database_url, size) as database_url:
-            print(f"writing {size:,} events ...", file=sys.stderr, flush=True)
+        with fresh_database(arguments.database_url, arguments.backend, size) as database_url:
+            say(f"writing {size:,} events ...")
             started = time.perf_counter()
             events = write_history(database_url, size, arguments.events_per_run)
             write_seconds = time.perf_counter() - started
-            print(
-                f"rebuilding {arguments.projection} over {events:,} events ...", file=sys.stderr, flush=True
-            )
-            seconds, sampled, kernel, command = rebuild_in_child(database_url, arguments.projection)
-            measurements.append(Measurement(events, write_seconds, seconds, sampled, kernel))
-            print(f"  {' '.join(command)}", file=sys.stderr)
-            print(
-                f"  {events:,} events: {seconds:,.1f} s, {events / seconds:,.0f} events/s,"
-                f" peak RSS {megabytes(max(sampled, kernel))} MB",
-                file=sys.stderr,
-                flush=True,
-            )
+            say(f"rebuilding {arguments.projection} over {events:,} events ...")
+            measurements.append(measure(database_url, events, write_seconds, arguments))
+    backend = (
+        parse_database_url(arguments.database_url).backend if arguments.database_url else arguments.backend
+    )
     print(
-        f"rebuild of {arguments.projection!r} from position 0, in a child process (python -m bench.rebuild --child)"
+        f"rebuild of {arguments.projection!r} from position 0 on {backend}, in a child process"
+        " (python -m bench.rebuild --child rebuild); ratio: against the library's read+decode"
+        " rate on the same log, measured just before and just after (their mean)"
     )
     print_table(measurements)
 

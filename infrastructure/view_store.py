@@ -13,6 +13,7 @@ checked against a strict pattern and double-quoted, so they are safe in both dia
 
 from __future__ import annotations
 
+import json
 import re
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,8 @@ from infrastructure.postgres_outages import retrying
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 GENERATIONS_TABLE = "projection_generations"
+#: Values in one IN list on SQLite (which caps the parameters of a statement).
+IN_LIST_CHUNK = 500
 
 
 def checked_identifier(name: str) -> str:
@@ -57,12 +60,55 @@ class ViewCursor:
         if rows:
             self.native.executemany(self._sql(statement), [tuple(row) for row in rows])
 
+    def select_in(self, statement: str, params: Sequence[Any], values: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of `statement`, in which `IN (?*)` stands for the list `values` (given
+        after the other `params`): a chunk of values at a time on SQLite, one array on
+        PostgreSQL."""
+        if not values:
+            return []
+        if hasattr(self.native, "select_in"):
+            return [dict(row) for row in self.native.select_in(self._sql(statement), tuple(params), values)]
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(values), IN_LIST_CHUNK):
+            chunk = values[start : start + IN_LIST_CHUNK]
+            expanded = statement.replace("(?*)", f"({', '.join('?' * len(chunk))})")
+            rows += self.execute(expanded, [*params, *chunk]).fetchall()
+        return rows
+
+    def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        upsert_key: Sequence[str] = (),
+    ) -> None:
+        """Insert rows set-based: executemany on SQLite (in process, one transaction),
+        COPY on PostgreSQL (one round trip per page). With `upsert_key`, a row whose key
+        is stored replaces that row's other columns (on PostgreSQL, one INSERT … ON CONFLICT
+        over the rows sent as one JSON parameter)."""
+        if not rows:
+            return
+        if hasattr(self.native, "insert_rows"):
+            self.native.insert_rows(table, columns, rows, upsert_key)
+            return
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        self.executemany(statement + on_conflict(columns, upsert_key), rows)
+
     def fetchone(self) -> dict[str, Any] | None:
         row = self.native.fetchone()
         return None if row is None else dict(row)
 
     def fetchall(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self.native.fetchall()]
+
+
+def on_conflict(columns: Sequence[str], key: Sequence[str]) -> str:
+    """The clause that makes an INSERT replace the other columns of a row whose key is stored."""
+    if not key:
+        return ""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
+    return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
 
 
 class ViewStore(TrackingRecorder):
@@ -256,6 +302,30 @@ class _PostgresRows:
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         self.cursor.executemany(statement, rows)
+
+    def select_in(self, statement: str, params: Sequence[Any], values: Sequence[Any]) -> Any:
+        self.cursor.execute(
+            statement.replace("IN (%s*)", "= ANY(%s)"), (*params, list(values)), prepare=False
+        )
+        return self.cursor.fetchall()
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], upsert_key: Sequence[str]
+    ) -> None:
+        names = ", ".join(columns)
+        if not upsert_key:
+            with self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        # The rows as one JSON document, typed by the table's own row type.
+        document = json.dumps([dict(zip(columns, row, strict=True)) for row in rows])
+        self.cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table}, %s::json)"
+            + on_conflict(columns, upsert_key),
+            (document,),
+            prepare=False,
+        )
 
     def fetchone(self) -> Any:
         return self.cursor.fetchone()

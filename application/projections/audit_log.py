@@ -3,14 +3,14 @@ the transparency log's Merkle tree over the same events (tree_levels.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Tracking
+from eventsourcing.persistence import ApplicationRecorder
 
 from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
 from application.ports import EventPosition, LedgerIndex
-from application.projections.base import LedgerProjection, utc_text
+from application.projections.base import LedgerProjection, LogPage, utc_text
 from application.projections.tree_levels import TREE_DDL, TREE_TABLES, TreeLevelsWriter, tree_levels_as_of
 from infrastructure.view_store import ViewCursor, ViewStore
 
@@ -43,10 +43,7 @@ class AuditLogProjection(LedgerProjection):
         *TREE_DDL,
     )
 
-    def __init__(
-        self, view: ViewStore, index: LedgerIndex, mapper: Mapper[Any], recorder: ApplicationRecorder
-    ) -> None:
-        self.mapper = mapper
+    def __init__(self, view: ViewStore, index: LedgerIndex, recorder: ApplicationRecorder) -> None:
         self.recorder = recorder
         self._stored: dict[int, Any] = {}
         self._previous_chain = GENESIS_CHAIN_HASH
@@ -56,19 +53,21 @@ class AuditLogProjection(LedgerProjection):
         super().__init__(view, index)
         self._tree = TreeLevelsWriter(self.t)
 
-    def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        # The tree hashes the events' bytes as stored, not a re-encoding of the decoded
-        # events: read them first, outside the batch's transaction.
-        if batch:
-            first, last = batch[0][1].notification_id, batch[-1][1].notification_id
+    def apply_page(self, page: LogPage) -> None:
+        # The chain and the tree hash the events' bytes as stored, not a re-encoding of the
+        # decoded events: a page from the live runner has not read them, so read them first,
+        # outside the page's transaction.
+        if page.stored is None and page.events:
+            first, last = page.events[0][1].notification_id, page.events[-1][1].notification_id
             notifications = self.recorder.select_notifications(start=first, limit=last - first + 1, stop=last)
-            self._stored = {notification.id: notification for notification in notifications}
-        super().process_batch(batch)
+            page = replace(page, stored={notification.id: notification for notification in notifications})
+        self._stored = page.stored or {}
+        super().apply_page(page)
 
     def _ddl_names(self) -> dict[str, str]:
         return {**self.t, **self.index_names}
 
-    def begin_batch(self, cursor: ViewCursor) -> None:
+    def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
         row = cursor.execute(
             f"SELECT chain_hash FROM {self.t['records']} ORDER BY position DESC LIMIT 1"
         ).fetchone()
@@ -97,7 +96,7 @@ class AuditLogProjection(LedgerProjection):
         return self._run_sequences[run_id]
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
-        stored = self.mapper.to_stored_event(domain_event)
+        stored = self._stored[position.position]
         event_bytes = canonical_bytes(
             position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
         )
@@ -119,7 +118,7 @@ class AuditLogProjection(LedgerProjection):
             ),
         )
         self._previous_chain = chain_hash
-        self._tree.append(position.position, self._stored[position.position])
+        self._tree.append(position.position, stored)
 
 
 def describe(domain_event: Any) -> str:

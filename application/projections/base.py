@@ -1,24 +1,37 @@
-"""What every ledger projection shares: batched, exactly-once application of events.
+"""What every ledger projection shares: exactly-once application of events, a page at a time.
 
-The library's runner hands events over one at a time; rebuilds hand them over a page
-at a time. Either way, the rows an event produces and the tracking position that says
-it was applied are written in one transaction, so each event is applied exactly once,
-across restarts too.
+The library's runner hands over the events it has fetched; a rebuild, a verify or a
+catch-up reads the log a page of thousands of events at a time (log_pages.py). Either
+way a page is applied in one transaction: the projection reads ahead what the page will
+touch (begin_batch), folds its events in memory (apply), then writes the page's rows
+with a few set-based statements (end_batch), together with the tracking position that
+says the page was applied. So each event is applied exactly once, across restarts too.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.projection import Projection
 
 from application.election import Fence
 from application.ports import EventPosition, LedgerIndex
 from infrastructure.view_store import ViewCursor, ViewStore
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Events of the log, in order, with their index rows by position and, when the
+    reader has them, the events as stored (by position)."""
+
+    events: list[tuple[Any, Tracking]]
+    positions: dict[int, EventPosition]
+    stored: dict[int, Notification] | None = None
 
 
 class LedgerProjection(Projection[ViewStore]):
@@ -45,37 +58,43 @@ class LedgerProjection(Projection[ViewStore]):
         self.process_batch([(domain_event, tracking)])
 
     def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
+        """The batching runner's entry point: the events it has fetched, as one page."""
         if not batch:
             return
         first, last = batch[0][1].notification_id, batch[-1][1].notification_id
-        known = {row.position: row for row in self.index.events_between(first - 1, last, len(batch) * 2 + 10)}
+        rows = self.index.events_between(first - 1, last, len(batch) * 2 + 10)
+        self.apply_page(LogPage(list(batch), {row.position: row for row in rows}))
+
+    def apply_page(self, page: LogPage) -> None:
+        """Apply a page of events, its rows and its tracking position in one transaction."""
+        if not page.events:
+            return
         with self.view.cursor(commit=True) as cursor:
             if self.fence is not None:
                 self.fence.check(cursor)
-            self.begin_batch(cursor)
-            self.prepare_batch(cursor, batch)
-            for domain_event, tracking in batch:
-                position = known.get(tracking.notification_id)
+            self.begin_batch(cursor, page)
+            positions = page.positions
+            for domain_event, tracking in page.events:
+                position = positions.get(tracking.notification_id)
                 if position is None:
                     raise LookupError(f"no index row for position {tracking.notification_id}")
                 self.apply(cursor, domain_event, position)
             self.end_batch(cursor)
-            self.view.track(cursor, batch[-1][1])
+            self.view.track(cursor, page.events[-1][1])
 
-    def begin_batch(self, cursor: ViewCursor) -> None:
-        """Prepare per-batch caches."""
-
-    def prepare_batch(self, cursor: ViewCursor, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        """Read ahead what the batch will need, in few queries."""
+    def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
+        """Read ahead, in a few queries, what the page's events will touch."""
 
     def end_batch(self, cursor: ViewCursor) -> None:
-        """Flush per-batch caches."""
+        """Write what the page's events changed, in a few statements."""
 
     @abstractmethod
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
-        """Write what one event changes. Events a view ignores still advance tracking."""
+        """Fold one event. Events a view ignores still advance tracking."""
 
 
 def utc_text(moment: datetime) -> str:
     """Fixed-width UTC text: comparing texts compares instants."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")

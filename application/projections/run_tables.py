@@ -54,6 +54,19 @@ SUMMARY_COLUMNS = (
     "updated_at",
 )
 
+INPUT_COLUMNS = ("run_id", "input_id", "admitted_at", "decided_at", "decision_id")
+DECISION_COLUMNS = (
+    "decision_id",
+    "valid_from",
+    "valid_to",
+    "run_id",
+    "input_id",
+    "outcome",
+    "effective_at",
+    "corrections",
+)
+ACTION_COLUMNS = ("action_id", "valid_from", "valid_to", "run_id", "input_id", "kind", "status")
+
 RUN_VIEW_DDL = (
     "CREATE TABLE IF NOT EXISTS {summary} ("
     " run_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"

@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import Tracking
-
 from application.ledger import DecisionLedger
 from application.projections.audit_log import AuditLogProjection, audit_log_as_of
 from application.projections.base import LedgerProjection
+from application.projections.log_pages import log_pages
 from application.projections.outbox import OutboxProjection, outbox_as_of
 from application.projections.run_tables import run_views_as_of
 from application.projections.run_views import RunViewsProjection
@@ -29,6 +28,12 @@ from infrastructure.view_store import ViewStore, open_view_store
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+
+#: Events a catch-up, a rebuild or a verify applies per transaction. The page is folded
+#: while its transaction is open and quiet: PostgreSQL ends a session idle in a transaction
+#: for POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT (5 s), which a much bigger page can
+#: reach on a starved machine (seen with 2,000 at a load average of 20 on 2 cores).
+CATCH_UP_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ PROJECTION_KINDS: dict[str, ProjectionKind] = {
         ProjectionKind(
             "audit",
             AuditLogProjection.table_names,
-            lambda view, app: AuditLogProjection(view, app.index, app.mapper, app.recorder),
+            lambda view, app: AuditLogProjection(view, app.index, app.recorder),
             audit_log_as_of,
         ),
         ProjectionKind(
@@ -165,26 +170,19 @@ class Projections:
         projection: LedgerProjection,
         *,
         up_to: int | None = None,
-        page: int = 1000,
+        page: int = CATCH_UP_PAGE,
         on_progress: Progress | None = None,
     ) -> int:
         """Apply the events after the projection's position, a page per transaction,
-        streaming the log so memory stays flat. Returns the new position."""
+        each page read while the one before is applied, so memory stays flat. Returns
+        the new position."""
         position = projection.view.position()
-        while True:
-            notifications = self.app.recorder.select_notifications(
-                start=position, limit=page, stop=up_to, inclusive_of_start=False
-            )
-            if not notifications:
-                return position
-            batch = [
-                (self.app.mapper.to_domain_event(notification), Tracking(self.app.name, notification.id))
-                for notification in notifications
-            ]
-            projection.process_batch(batch)
-            position = notifications[-1].id
+        for log_page in log_pages(self.app, after=position, up_to=up_to, page=page):
+            projection.apply_page(log_page)
+            position = log_page.events[-1][1].notification_id
             if on_progress:
-                on_progress(len(notifications))
+                on_progress(len(log_page.events))
+        return position
 
     def wait_for(self, position: int, timeout: float, names: Iterable[str] | None = None) -> bool:
         """Block until every named projection has applied `position`."""

@@ -1,0 +1,69 @@
+"""A page's writes to one temporal view table, folded in memory and written set-based.
+
+A temporal table keeps every version of a thing (a run's summary, a decision, an action,
+an outbox entry) over the positions [valid_from, valid_to). Within a page, a new version
+ends the one before it: in memory when that one is new in this page too, else with an
+UPDATE of the stored row. At the page's end the stored rows are closed first (a table
+may allow one open row per key), then the new rows are inserted in a few statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from infrastructure.view_store import ViewCursor
+
+
+class VersionedRows:
+    def __init__(self, table: str, columns: Sequence[str], key: str) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.key = key
+        self.reset()
+
+    def reset(self) -> None:
+        #: The version in force of each key this page knows of (read, or written here).
+        self._current: dict[Any, dict[str, Any]] = {}
+        #: Keys whose version in force is stored: its valid_from.
+        self._stored_from: dict[Any, int] = {}
+        self._new: list[dict[str, Any]] = []
+        self._closes: list[tuple[int, Any, int]] = []
+
+    def load(self, cursor: ViewCursor, keys: Iterable[Any]) -> None:
+        """Read the stored versions in force of these keys, in few queries."""
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._current]
+        statement = f"SELECT * FROM {self.table} WHERE valid_to IS NULL AND {self.key} IN (?*)"
+        for row in cursor.select_in(statement, (), wanted):
+            self._current[row[self.key]] = row
+            self._stored_from[row[self.key]] = row["valid_from"]
+
+    def current(self, key: Any) -> dict[str, Any] | None:
+        """The version in force (loaded or written in this page), if any."""
+        return self._current.get(key)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """A new version, in force from its valid_from on: the one before it ends there."""
+        self.end(row[self.key], row["valid_from"])
+        self._current[row[self.key]] = row
+        self._new.append(row)
+
+    def end(self, key: Any, position: int) -> dict[str, Any] | None:
+        """End the version in force at `position` (no new one follows); returns it."""
+        previous = self._current.pop(key, None)
+        if previous is not None:
+            stored_from = self._stored_from.pop(key, None)
+            if stored_from is None:
+                previous["valid_to"] = position
+            else:
+                self._closes.append((position, key, stored_from))
+        return previous
+
+    def flush(self, cursor: ViewCursor) -> None:
+        cursor.executemany(
+            f"UPDATE {self.table} SET valid_to = ? WHERE {self.key} = ? AND valid_from = ?", self._closes
+        )
+        columns_of = itemgetter(*self.columns)
+        cursor.insert_rows(self.table, self.columns, [columns_of(row) for row in self._new])
+        self.reset()
