@@ -34,7 +34,7 @@ from uuid import UUID
 
 from application.projections.tree_levels import node_key
 from application.proofs import DecisionHead, ProofMaterial, material_from_records
-from application.transparency.merkle import NodeId, TreeAppender, inclusion_proof
+from application.transparency.merkle import NodeId, TreeAppender, inclusion_proof, node_hash
 from domain.errors import ProofNotFound
 from infrastructure.view_store import ViewCursor
 
@@ -122,11 +122,16 @@ class BlockedNodeReader:
         small = [node for node in nodes if node.level < BLOCK_LEVEL]
         large = [node for node in nodes if node.level >= BLOCK_LEVEL]
         blocks = self.read_blocks({node.start >> BLOCK_LEVEL for node in small}) if small else {}
+        levels = {number: block_levels(leaves) for number, leaves in blocks.items()}
         found: dict[NodeId, bytes] = {}
         for node in small:
-            leaves = blocks.get(node.start >> BLOCK_LEVEL, ())
-            offset = node.start % BLOCK_SIZE
-            found[node] = subtree_hash(leaves[offset : offset + (1 << node.level)], node)
+            in_block = levels.get(node.start >> BLOCK_LEVEL, [])
+            offset = (node.start % BLOCK_SIZE) >> node.level
+            if node.level >= len(in_block) or offset >= len(in_block[node.level]):
+                raise LookupError(
+                    f"proof tree leaves of node (level {node.level}, index {node.index}) are not stored"
+                )
+            found[node] = in_block[node.level][offset]
         stored = self.read_stored(large) if large else {}
         for node in large:
             if node not in stored:
@@ -135,16 +140,14 @@ class BlockedNodeReader:
         return found
 
 
-def subtree_hash(leaves: Sequence[str], node: NodeId) -> bytes:
-    """The root of the perfect subtree `node` from its leaf hashes."""
-    if len(leaves) != 1 << node.level:
-        raise LookupError(
-            f"proof tree leaves of node (level {node.level}, index {node.index}) are not stored"
-        )
-    appender = TreeAppender(0, [])
-    for leaf in leaves:
-        appender.append(bytes.fromhex(leaf))
-    return appender.root()
+def block_levels(leaves: Sequence[str]) -> list[list[bytes]]:
+    """Every perfect subtree within a block, level by level: [level][index in the block]
+    (a short last block has only those its leaves complete)."""
+    levels = [[bytes.fromhex(leaf) for leaf in leaves]]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+    return levels
 
 
 def audit_path(reader: BlockedNodeReader, index: int, size: int) -> list[str]:
