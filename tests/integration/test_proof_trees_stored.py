@@ -157,6 +157,17 @@ def test_stored_trees_answer_what_recomputing_the_run_answers(
                     checked += 1
         assert checked > 100
 
+        # The run proof comes from the run's latest Run.Committed, read newest first: the proof
+        # of its latest committed verdict, as a replay of the run says, at every point.
+        for run_id in ("run-a", "run-b"):
+            for as_of in as_of_points:
+                replayed = [v["proof"] for v in service.queries.run(run_id, as_of_position=as_of).verdicts]
+                if any(replayed):
+                    assert service.queries.latest_proof(run_id, as_of_position=as_of) == replayed[-1]
+                else:
+                    with pytest.raises(ProofNotFound):
+                        service.queries.latest_proof(run_id, as_of_position=as_of)
+
         # The corrected decision's head is its last version at the seal.
         inclusion = json.loads(proof(service, decision_uuid("run-a", inputs[3]), None))
         assert inclusion["head"]["version"] == 3 and len(inclusion["leaves"]) == 3
