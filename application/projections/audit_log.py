@@ -15,11 +15,12 @@ from application.projections.run_proof_trees import (
     PROOF_TREE_DDL,
     PROOF_TREE_TABLES,
     ProofTreesWriter,
+    batch_parts,
+    is_proved_commit,
     proof_tree_index_names,
     proof_trees_as_of,
 )
 from application.projections.tree_levels import TREE_DDL, TREE_TABLES, TreeLevelsWriter, tree_levels_as_of
-from domain.run import Run
 from infrastructure.view_store import ViewCursor, ViewStore
 
 AUDIT_COLUMNS = (
@@ -70,6 +71,13 @@ class AuditLogProjection(LedgerProjection):
         self._proof_trees = ProofTreesWriter(self.t)
 
     def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
+        # A commit's proof trees are hashed before its part's transaction (run_proof_trees.py).
+        for part in batch_parts(batch):
+            if part and is_proved_commit(part[0][0]):
+                self._proof_trees.prepare(self.view, part[0][0].run_id, part[0][0].seal_position)
+            self._process_part(part)
+
+    def _process_part(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
         # The tree hashes the events' bytes as stored, not a re-encoding of the decoded
         # events: read them first, outside the batch's transaction.
         if batch:
@@ -135,7 +143,7 @@ class AuditLogProjection(LedgerProjection):
         )
         self._previous_chain = chain_hash
         self._tree.append(position.position, self._stored[position.position])
-        if isinstance(domain_event, Run.Committed) and domain_event.proof is not None:
+        if is_proved_commit(domain_event):
             self._proof_trees.committed(position.run_id, domain_event.seal_position, position.position)
 
 

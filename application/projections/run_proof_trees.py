@@ -36,7 +36,8 @@ from application.projections.tree_levels import node_key
 from application.proofs import DecisionHead, ProofMaterial, material_from_records
 from application.transparency.merkle import NodeId, TreeAppender, inclusion_proof, node_hash
 from domain.errors import ProofNotFound
-from infrastructure.view_store import ViewCursor
+from domain.run import Run
+from infrastructure.view_store import ViewCursor, ViewStore
 
 BLOCK_LEVEL = 6
 BLOCK_SIZE = 1 << BLOCK_LEVEL
@@ -158,12 +159,50 @@ def audit_path(reader: BlockedNodeReader, index: int, size: int) -> list[str]:
 # --- Written when the audit projection applies Run.Committed -------------------------------
 
 
+@dataclass(frozen=True)
+class AttemptRows:
+    """The rows of one committed attempt's trees, all but their commit position."""
+
+    sizes: tuple[int, int]
+    blocks: list[tuple[Any, ...]]
+    nodes: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, material: ProofMaterial) -> AttemptRows:
+        heads = sorted(material.decision_heads.items())
+        events = BlockedTree.of(material.leaf_hashes)
+        head_tree = BlockedTree.of([leaf for _, leaf in material.head_leaves()])
+        blocks: list[tuple[Any, ...]] = [
+            (EVENTS, number, "", "".join(leaves), None) for number, leaves in enumerate(events.blocks)
+        ]
+        for number, leaves in enumerate(head_tree.blocks):
+            entries = heads[number * BLOCK_SIZE : (number + 1) * BLOCK_SIZE]
+            blocks.append((HEADS, number, UUID(entries[0][0]).hex, "".join(leaves), json.dumps(entries)))
+        nodes = [
+            (tree, node_key(node), digest)
+            for tree, blocked in ((EVENTS, events), (HEADS, head_tree))
+            for node, digest in blocked.nodes.items()
+        ]
+        return cls((len(material.leaf_hashes), len(heads)), blocks, nodes)
+
+
 class ProofTreesWriter:
-    """Stores the trees of the attempts a batch commits, after the batch's records."""
+    """Stores the trees of the attempts a batch commits.
+
+    Hashing a big run's trees takes seconds: `prepare` does it before the batch's
+    transaction opens (the run's records up to its seal are stored by then), so the
+    transaction only inserts rows; PostgreSQL ends a transaction idle for too long."""
 
     def __init__(self, tables: Mapping[str, str]) -> None:
         self.t = tables
+        self._prepared: dict[tuple[str, int], AttemptRows] = {}
         self._committed: list[tuple[str, int, int]] = []
+
+    def prepare(self, store: ViewStore, run_id: str, seal_position: int) -> None:
+        """Read and hash the attempt's trees, outside any write transaction."""
+        with store.cursor(commit=False) as cursor:
+            material = read_proof_material(cursor, self.t, run_id, seal_position)
+        self._prepared[(run_id, seal_position)] = AttemptRows.of(material)
 
     def begin(self) -> None:
         self._committed = []
@@ -172,48 +211,50 @@ class ProofTreesWriter:
         self._committed.append((run_id, seal_position, committed_at))
 
     def flush(self, cursor: ViewCursor) -> None:
-        """Call once the batch's audit records are written: the trees are read from them."""
+        """Call once the batch's audit records are written (an attempt not prepared is
+        read from them here)."""
         for run_id, seal_position, committed_at in self._committed:
-            material = read_proof_material(cursor, self.t, run_id, seal_position)
-            self._store(cursor, (run_id, seal_position), committed_at, material)
+            rows = self._prepared.pop((run_id, seal_position), None)
+            if rows is None:
+                rows = AttemptRows.of(read_proof_material(cursor, self.t, run_id, seal_position))
+            self._insert(cursor, (run_id, seal_position, committed_at), rows)
         self._committed = []
 
-    def _store(
-        self, cursor: ViewCursor, attempt: tuple[str, int], committed_at: int, material: ProofMaterial
-    ) -> None:
-        heads = sorted(material.decision_heads.items())
+    def _insert(self, cursor: ViewCursor, attempt: tuple[str, int, int], rows: AttemptRows) -> None:
+        run_id, seal_position, committed_at = attempt
         cursor.execute(
             f"INSERT INTO {self.t['proof_trees']} (run_id, seal_position, committed_at, tree_size, heads_size)"
             " VALUES (?, ?, ?, ?, ?)",
-            (*attempt, committed_at, len(material.leaf_hashes), len(heads)),
+            (run_id, seal_position, committed_at, *rows.sizes),
         )
-        events = BlockedTree.of(material.leaf_hashes)
-        head_tree = BlockedTree.of([leaf for _, leaf in material.head_leaves()])
-        block_rows: list[tuple[Any, ...]] = [
-            (*attempt, EVENTS, number, "", "".join(leaves), None, committed_at)
-            for number, leaves in enumerate(events.blocks)
-        ]
-        for number, leaves in enumerate(head_tree.blocks):
-            entries = heads[number * BLOCK_SIZE : (number + 1) * BLOCK_SIZE]
-            first_key = UUID(entries[0][0]).hex
-            block_rows.append(
-                (*attempt, HEADS, number, first_key, "".join(leaves), json.dumps(entries), committed_at)
-            )
         cursor.executemany(
             f"INSERT INTO {self.t['proof_blocks']}"
             " (run_id, seal_position, tree, block, first_key, leaves, heads, committed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            block_rows,
+            [(run_id, seal_position, *block, committed_at) for block in rows.blocks],
         )
         cursor.executemany(
             f"INSERT INTO {self.t['proof_nodes']} (run_id, seal_position, tree, node, hash, committed_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (*attempt, tree, node_key(node), digest, committed_at)
-                for tree, blocked in ((EVENTS, events), (HEADS, head_tree))
-                for node, digest in blocked.nodes.items()
-            ],
+            [(run_id, seal_position, *node, committed_at) for node in rows.nodes],
         )
+
+
+def batch_parts(batch: Sequence[tuple[Any, Any]]) -> list[Sequence[tuple[Any, Any]]]:
+    """The batch cut before each Run.Committed that carries a proof, so each such event
+    starts a part, and its run's records up to the seal are stored before that part."""
+    parts: list[Sequence[tuple[Any, Any]]] = []
+    start = 0
+    for index, (domain_event, _) in enumerate(batch):
+        if index > start and is_proved_commit(domain_event):
+            parts.append(batch[start:index])
+            start = index
+    parts.append(batch[start:])
+    return parts
+
+
+def is_proved_commit(domain_event: Any) -> bool:
+    return isinstance(domain_event, Run.Committed) and getattr(domain_event, "proof", None) is not None
 
 
 # --- Read on request ----------------------------------------------------------------------
