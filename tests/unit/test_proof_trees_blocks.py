@@ -8,6 +8,8 @@ and, with hypothesis, of random trees up to a few hundred leaves.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
+from uuid import uuid4
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,9 +20,11 @@ from application.projections.run_proof_trees import (
     BlockedNodeReader,
     BlockedTree,
     audit_path,
+    batch_parts,
     split_hashes,
 )
 from application.transparency.merkle import root
+from domain.run import Run
 
 #: Sizes where the blocks and the stored subtrees meet: one leaf, a block, a block and one, ...
 EDGE_SIZES = (
@@ -65,3 +69,29 @@ def test_a_random_tree_from_its_blocks_answers_like_the_whole_tree(size: int, da
 def test_a_block_row_splits_back_into_its_leaf_hashes() -> None:
     leaves = leaves_of(BLOCK_SIZE)
     assert split_hashes("".join(leaves)) == leaves
+
+
+def test_a_batch_is_cut_before_each_proved_commit_and_nowhere_else() -> None:
+    # A proved commit starts a part of its own (its trees are hashed before that part's
+    # transaction); a commit without a proof, and every other event, does not cut.
+    def committed(proof: dict[str, str] | None) -> Run.Committed:
+        return Run.Committed(
+            originator_id=uuid4(),
+            originator_version=3,
+            timestamp=datetime.now(UTC),
+            run_id="run",
+            attempt=1,
+            actor="closer",
+            token="token",
+            fingerprint="fingerprint",
+            seal_position=2,
+            summary={},
+            basis_digest="0" * 64,
+            proof=proof,
+            proof_digest=None,
+        )
+
+    other, proved, unproved = object(), committed({"format": "x"}), committed(None)
+    batch = [(other, 1), (other, 2), (proved, 3), (other, 4), (unproved, 5), (proved, 6)]
+    assert [[tracking for _, tracking in part] for part in batch_parts(batch)] == [[1, 2], [3, 4, 5], [6]]
+    assert [[tracking for _, tracking in part] for part in batch_parts(batch[2:4])] == [[3, 4]]
