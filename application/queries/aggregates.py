@@ -19,7 +19,7 @@ from domain.ledger_aggregate import LedgerAggregate
 from domain.run import Run
 
 #: Run events read at a time, newest first, looking for the latest commit.
-_PROOF_SCAN_PAGE = 4
+_PROOF_SCAN_PAGE = 2
 
 #: Event fields a history entry shows elsewhere, or not at all.
 _HIDDEN_IN_HISTORY = frozenset(
@@ -57,15 +57,20 @@ class AggregateQueries:
             )
         read_any = False
         while newest is None or newest >= Run.INITIAL_VERSION:
-            page = list(self.ledger.events.get(originator_id, lte=newest, desc=True, limit=_PROOF_SCAN_PAGE))
-            if not page:
-                break
-            read_any = True
-            for domain_event in page:
+            oldest_read = None
+            # Decoded one by one, newest first: a commit is the run's last event, so the
+            # basis events before it (every input ID) are not decoded.
+            for domain_event in self.ledger.events.get(
+                originator_id, lte=newest, desc=True, limit=_PROOF_SCAN_PAGE
+            ):
+                oldest_read = domain_event.originator_version
                 proof: dict[str, Any] | None = getattr(domain_event, "proof", None)
                 if isinstance(domain_event, Run.Committed) and proof:
                     return proof
-            newest = page[-1].originator_version - 1
+            if oldest_read is None:
+                break
+            read_any = True
+            newest = oldest_read - 1
         if not read_any:
             raise errors.RunNotFound(f"run {run_id!r} not found")
         raise errors.ProofNotFound(f"run {run_id!r} has no committed attempt")
