@@ -3,9 +3,10 @@ applies its Run.Committed event, so that an inclusion proof reads O(log n) rows 
 of recomputing the run's trees.
 
 A run proof commits to two RFC 6962 trees (application/proofs.py): the run's audit
-records up to the seal, and its decision heads at the seal. At Run.Committed this module
-reads the material the close signed (read_proof_material: the run's records up to the
-seal, in the same generation) and stores both trees as the transparency log stores its
+records up to the seal, and its decision heads at the seal. Before the audit projection's
+transaction for a Run.Committed opens, this module reads the material the close signed
+(read_proof_material: the run's records up to the seal, in the same generation) and
+hashes both trees; the transaction then stores them as the transparency log stores its
 own (application/transparency/merkle.py: perfect subtrees, never updated), with fewer
 rows: the leaves go BLOCK_SIZE to a row, and only perfect subtrees of a block or more get
 rows of their own. A smaller subtree lies inside one block and is hashed from its leaves
