@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from application.audit_chain import inclusion_path, leaf_hash, merkle_root
 from domain.canonical import canonical_json
+from domain.errors import ProofNotFound
 from domain.run import Reconciliation, Run
 
 RUN_PROOF_FORMAT = "decision-ledger/run-proof/v1"
@@ -52,6 +53,19 @@ class ProofMaterial:
             (decision_id, head_leaf_hash(decision_id, version))
             for decision_id, version in sorted(self.decision_heads.items())
         ]
+
+
+def material_from_records(records: Iterable[Mapping[str, Any]]) -> ProofMaterial:
+    """The material of a run's audit records (position, leaf_hash, aggregate_id,
+    aggregate_version, event_type), in position order."""
+    positions, leaf_hashes, heads = [], [], dict[str, int]()
+    for record in records:
+        positions.append(record["position"])
+        leaf_hashes.append(record["leaf_hash"])
+        if record["event_type"].startswith("Decision."):
+            decision_id = record["aggregate_id"]
+            heads[decision_id] = max(heads.get(decision_id, 0), record["aggregate_version"])
+    return ProofMaterial(positions, leaf_hashes, heads)
 
 
 def head_leaf_hash(decision_id: str, version: int) -> str:
@@ -116,31 +130,75 @@ def build_run_proof(
     return proof
 
 
+@dataclass(frozen=True)
+class DecisionHead:
+    """A decision's last version at the seal, as a leaf of the decision heads tree."""
+
+    version: int
+    leaf_index: int
+    audit_path: list[str]
+
+
+class RunTrees(Protocol):
+    """A committed attempt's two trees, as an inclusion proof reads them."""
+
+    tree_size: int
+
+    def leaf_indexes(self, positions: Sequence[int]) -> list[int]:
+        """The index in the records tree of the event at each position."""
+        ...
+
+    def audit_path(self, index: int) -> list[str]: ...
+
+    def head(self, decision_id: str) -> DecisionHead:
+        """Raises ProofNotFound if the decision has no head in the tree."""
+        ...
+
+
+class MaterialTrees:
+    """Both trees recomputed from a run's whole material, as the close built them (the
+    reference the stored trees of application/projections/run_proof_trees.py match)."""
+
+    def __init__(self, material: ProofMaterial) -> None:
+        self.material = material
+        self.tree_size = len(material.leaf_hashes)
+
+    def leaf_indexes(self, positions: Sequence[int]) -> list[int]:
+        index_of = {position: index for index, position in enumerate(self.material.positions)}
+        return [index_of[position] for position in positions]
+
+    def audit_path(self, index: int) -> list[str]:
+        return inclusion_path(self.material.leaf_hashes, index)
+
+    def head(self, decision_id: str) -> DecisionHead:
+        heads = self.material.head_leaves()
+        for index, (head_id, _) in enumerate(heads):
+            if head_id == decision_id:
+                path = inclusion_path([hash_ for _, hash_ in heads], index)
+                return DecisionHead(self.material.decision_heads[decision_id], index, path)
+        raise ProofNotFound(f"decision {decision_id} is not among the run's committed decision heads")
+
+
 def build_inclusion_proof(
     run_proof: dict[str, Any],
     decision_id: str,
-    material: ProofMaterial,
+    trees: RunTrees,
     leaves: Sequence[tuple[int, bytes]],
 ) -> dict[str, Any]:
     """`leaves` are (index in the run's tree, canonical event bytes) of the decision's events."""
-    heads = material.head_leaves()
-    head_index = next(index for index, (head_id, _) in enumerate(heads) if head_id == decision_id)
+    head = trees.head(decision_id)
     return {
         "format": INCLUSION_PROOF_FORMAT,
         "decision_id": decision_id,
-        "tree_size": len(material.leaf_hashes),
+        "tree_size": trees.tree_size,
         "leaves": [
             {
                 "leaf_index": index,
                 "event": json.loads(event_bytes),
-                "audit_path": inclusion_path(material.leaf_hashes, index),
+                "audit_path": trees.audit_path(index),
             }
             for index, event_bytes in leaves
         ],
-        "head": {
-            "version": material.decision_heads[decision_id],
-            "leaf_index": head_index,
-            "audit_path": inclusion_path([hash_ for _, hash_ in heads], head_index),
-        },
+        "head": {"version": head.version, "leaf_index": head.leaf_index, "audit_path": head.audit_path},
         "run_proof": run_proof,
     }

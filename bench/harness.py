@@ -96,7 +96,18 @@ SCALES = {
     ),
 }
 
-SCENARIOS = ("single", "single-sqlite", "batch", "replay", "mixed", "rebuild", "proofs", "run-load", "as-of")
+SCENARIOS = (
+    "single",
+    "single-sqlite",
+    "batch",
+    "replay",
+    "mixed",
+    "rebuild",
+    "proofs",
+    "inclusion-proofs",
+    "run-load",
+    "as-of",
+)
 NEEDS_BASELINES = {"single", "single-sqlite", "batch", "mixed"}
 
 # Targets (same-run ratios).
@@ -109,6 +120,7 @@ T_AS_OF = 1.5
 T_REBUILD = 0.5
 T_VERIFY = 0.5
 T_REBUILD_RSS = 1.2
+T_INCLUSION_PROOF = 3.0
 
 
 # --- Rows -----------------------------------------------------------------------------------
@@ -604,6 +616,35 @@ def scenario_proofs(bench: Bench) -> None:
     bench.say("  " + "\n  ".join(line for line in output.splitlines() if line.strip()))
 
 
+def scenario_inclusion_proofs(bench: Bench) -> None:
+    """Issue 16, acceptance 4: GET /decisions/{id}/proof on runs of 1k and 100k decisions
+    (the same sizes at both scales: the target is about 100k)."""
+    from bench import inclusion_proofs
+
+    bench.say("inclusion proofs on runs of 1k and 100k decisions (bench/inclusion_proofs.py) ...")
+    report = inclusion_proofs.measure([1_000, 100_000], postgres_url=bench.postgres_url, progress=bench.say)
+    bench.raw["inclusion-proofs"] = report
+    smallest = report["sizes"][0]
+    for entry in report["sizes"]:
+        row = Row(
+            scenario=f"GET decision proof @ {short_count(entry['decisions'])} decisions",
+            backend="postgres",
+            concurrency=1,
+            requests=entry["requests"],
+            throughput=None,
+            unit="",
+            p50_ms=entry["p50_ms"],
+            p99_ms=entry["p99_ms"],
+            baseline=f"p50 @ {short_count(smallest['decisions'])} (ms)",
+            baseline_rate=smallest["p50_ms"],
+            ratio=entry["p50_ms"] / smallest["p50_ms"],
+        )
+        if entry is report["sizes"][-1] and entry is not smallest:
+            row.target = f"<= {T_INCLUSION_PROOF:g}x"
+            row.met = row.ratio <= T_INCLUSION_PROOF
+        bench.rows.append(row)
+
+
 def scenario_run_load(bench: Bench) -> None:
     bench.say("run loading with and without snapshots (bench/run_load.py) ...")
     output, rows = run_module(
@@ -872,6 +913,7 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Bench], None]] = {
     "mixed": scenario_mixed,
     "rebuild": scenario_rebuild,
     "proofs": scenario_proofs,
+    "inclusion-proofs": scenario_inclusion_proofs,
     "run-load": scenario_run_load,
     "as-of": scenario_as_of,
 }

@@ -11,6 +11,15 @@ from eventsourcing.persistence import ApplicationRecorder
 from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
 from application.ports import EventPosition, LedgerIndex
 from application.projections.base import LedgerProjection, LogPage, utc_text
+from application.projections.run_proof_trees import (
+    PROOF_TREE_DDL,
+    PROOF_TREE_TABLES,
+    ProofTreesWriter,
+    batch_parts,
+    is_proved_commit,
+    proof_tree_index_names,
+    proof_trees_as_of,
+)
 from application.projections.tree_levels import TREE_DDL, TREE_TABLES, TreeLevelsWriter, tree_levels_as_of
 from infrastructure.view_store import ViewCursor, ViewStore
 
@@ -32,7 +41,7 @@ AUDIT_COLUMNS = (
 
 class AuditLogProjection(LedgerProjection):
     name = "audit"
-    table_names: ClassVar = ("records", *TREE_TABLES)
+    table_names: ClassVar = ("records", *TREE_TABLES, *PROOF_TREE_TABLES)
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS {records} ("
         " position BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, run_id TEXT NOT NULL,"
@@ -41,6 +50,7 @@ class AuditLogProjection(LedgerProjection):
         " leaf_hash TEXT NOT NULL, chain_hash TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS {records_run} ON {records} (run_id, position)",
         *TREE_DDL,
+        *PROOF_TREE_DDL,
     )
 
     def __init__(self, view: ViewStore, index: LedgerIndex, recorder: ApplicationRecorder) -> None:
@@ -49,11 +59,22 @@ class AuditLogProjection(LedgerProjection):
         self._previous_chain = GENESIS_CHAIN_HASH
         self._run_sequences: dict[str, int] = {}
         self._records: list[tuple[Any, ...]] = []
-        self.index_names = {"records_run": f'"{view.projection}_g{view.generation}_records_run"'}
+        self.index_names = {
+            "records_run": f'"{view.projection}_g{view.generation}_records_run"',
+            **proof_tree_index_names(view.projection, view.generation),
+        }
         super().__init__(view, index)
         self._tree = TreeLevelsWriter(self.t)
+        self._proof_trees = ProofTreesWriter(self.t)
 
     def apply_page(self, page: LogPage) -> None:
+        # A commit's proof trees are hashed before its part's transaction (run_proof_trees.py).
+        for part in batch_parts(page.events):
+            if part and is_proved_commit(part[0][0]):
+                self._proof_trees.prepare(self.view, part[0][0].run_id, part[0][0].seal_position)
+            self._apply_part(replace(page, events=list(part)))
+
+    def _apply_part(self, page: LogPage) -> None:
         # The chain and the tree hash the events' bytes as stored, not a re-encoding of the
         # decoded events: a page from the live runner has not read them, so read them first,
         # outside the page's transaction.
@@ -75,6 +96,7 @@ class AuditLogProjection(LedgerProjection):
         self._run_sequences = {}
         self._records = []
         self._tree.begin(cursor)
+        self._proof_trees.begin()
 
     def end_batch(self, cursor: ViewCursor) -> None:
         self._tree.flush(cursor)
@@ -83,6 +105,7 @@ class AuditLogProjection(LedgerProjection):
             f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
             self._records,
         )
+        self._proof_trees.flush(cursor)
 
     def _next_run_sequence(self, cursor: ViewCursor, run_id: str) -> int:
         """Records are numbered within their run, so "how many as of P" is one lookup."""
@@ -119,6 +142,8 @@ class AuditLogProjection(LedgerProjection):
         )
         self._previous_chain = chain_hash
         self._tree.append(position.position, stored)
+        if is_proved_commit(domain_event):
+            self._proof_trees.committed(position.run_id, domain_event.seal_position, position.position)
 
 
 def describe(domain_event: Any) -> str:
@@ -165,4 +190,5 @@ def audit_log_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tu
             (position,),
         ),
         **tree_levels_as_of(t, position),
+        **proof_trees_as_of(t, position),
     }

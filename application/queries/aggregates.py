@@ -18,6 +18,9 @@ from domain.identity import run_uuid
 from domain.ledger_aggregate import LedgerAggregate
 from domain.run import Run
 
+#: Run events read at a time, newest first, looking for the latest commit.
+_PROOF_SCAN_PAGE = 2
+
 #: Event fields a history entry shows elsewhere, or not at all.
 _HIDDEN_IN_HISTORY = frozenset(
     {"originator_id", "originator_version", "originator_topic", "token", "fingerprint", "effective_at"}
@@ -38,11 +41,38 @@ class AggregateQueries:
         return self.answers.run(run, self.ledger.position_of(run.id, run.version))
 
     def latest_proof(self, run_id: str, *, as_of_position: int | None = None) -> dict[str, Any]:
-        """The signed proof of the run's latest committed attempt."""
-        for verdict in reversed(self.run(run_id, as_of_position=as_of_position).verdicts):
-            if verdict.get("proof"):
-                proof: dict[str, Any] = verdict["proof"]
-                return proof
+        """The signed proof of the run's latest committed attempt.
+
+        Read from the run's newest events back to its latest Run.Committed, a few at a time,
+        without replaying the run: its basis events may hold a million input IDs, and a
+        committed attempt is the run's last."""
+        validate_run_id(run_id)
+        originator_id = run_uuid(run_id)
+        newest = (
+            None if as_of_position is None else self.ledger.index.version_at(originator_id, as_of_position)
+        )
+        if as_of_position is not None and newest is None:
+            raise errors.NothingKnownYet(
+                f"nothing was known of run {originator_id} at position {as_of_position}"
+            )
+        read_any = False
+        while newest is None or newest >= Run.INITIAL_VERSION:
+            oldest_read = None
+            # Decoded one by one, newest first: a commit is the run's last event, so the
+            # basis events before it (every input ID) are not decoded.
+            for domain_event in self.ledger.events.get(
+                originator_id, lte=newest, desc=True, limit=_PROOF_SCAN_PAGE
+            ):
+                oldest_read = domain_event.originator_version
+                proof: dict[str, Any] | None = getattr(domain_event, "proof", None)
+                if isinstance(domain_event, Run.Committed) and proof:
+                    return proof
+            if oldest_read is None:
+                break
+            read_any = True
+            newest = oldest_read - 1
+        if not read_any:
+            raise errors.RunNotFound(f"run {run_id!r} not found")
         raise errors.ProofNotFound(f"run {run_id!r} has no committed attempt")
 
     def decision(

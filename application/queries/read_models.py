@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from application.caching import BoundedLRU
+from application.projections.run_proof_trees import StoredRunTrees, read_proof_material
 from application.projections.runtime import Projections
-from application.proofs import ProofMaterial
+from application.proofs import MaterialTrees, ProofMaterial, RunTrees
 from application.results import (
     AuditPage,
     AuditRecordView,
@@ -281,19 +283,24 @@ class ReadModels:
         cached = self._material.get(key)
         if cached is not None:
             return cached
-        tables = self.projections.live_tables("audit")
-        rows = self.projections.live_store("audit").fetchall(
-            f"SELECT position, leaf_hash, aggregate_id, aggregate_version, event_type FROM {tables['records']}"
-            " WHERE run_id = ? AND position <= ? ORDER BY position",
-            (run_id, up_to),
-        )
-        heads: dict[str, int] = {}
-        for row in rows:
-            if row["event_type"].startswith("Decision."):
-                heads[row["aggregate_id"]] = max(heads.get(row["aggregate_id"], 0), row["aggregate_version"])
-        material = ProofMaterial([row["position"] for row in rows], [row["leaf_hash"] for row in rows], heads)
+        with self.projections.live_store("audit").cursor(commit=False) as cursor:
+            material = read_proof_material(cursor, self.projections.live_tables("audit"), run_id, up_to)
         self._material.put(key, material)
         return material
+
+    @contextmanager
+    def run_trees(self, run_id: str, seal_position: int, *, recompute: bool = False) -> Iterator[RunTrees]:
+        """The committed attempt's trees: as stored by the audit projection, else (or with
+        `recompute`) recomputed from the run's material."""
+        if not recompute:
+            with self.projections.live_store("audit").cursor(commit=False) as cursor:
+                stored = StoredRunTrees.find(
+                    cursor, self.projections.live_tables("audit"), run_id, seal_position
+                )
+                if stored is not None:
+                    yield stored
+                    return
+        yield MaterialTrees(self.proof_material(run_id, seal_position))
 
     def audit_record_at(self, position: int) -> AuditRecordView | None:
         tables = self.projections.live_tables("audit")
