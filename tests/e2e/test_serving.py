@@ -4,8 +4,8 @@ and its garbage-collector tuning."""
 from __future__ import annotations
 
 import gc
+import http.client
 import os
-import socket
 import stat
 import subprocess
 import time
@@ -184,15 +184,23 @@ def test_an_idle_keep_alive_connection_is_still_served_after_uvicorns_default_ti
         )
     try:
         wait_until_live(server, f"http://127.0.0.1:{port}", log)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-            connection.sendall(request)
-            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/healthz")
+            first = connection.getresponse()
+            first.read()
+            assert first.status == 200
+            kept = connection.sock
 
             # Idle past uvicorn's own default (5 s), where a request used to meet a closing socket.
             time.sleep(6.5)
-            connection.sendall(request)
-            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+            connection.request("GET", "/healthz")
+            again = connection.getresponse()
+            again.read()
+            assert again.status == 200
+            assert connection.sock is kept  # the same connection, not a new one
+        finally:
+            connection.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
