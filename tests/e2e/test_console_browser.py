@@ -60,11 +60,9 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture
-def console(database_url: str, signing_key_hex: str) -> Iterator[tuple[str, Seeded]]:
-    """The secured app (an operator and an auditor key) served on loopback, seeded with a
-    green and a red run."""
-    settings = Settings(
+def console_settings(database_url: str, signing_key_hex: str, **extra: Any) -> Settings:
+    """The console's settings: an operator key and an auditor key."""
+    return Settings(
         database_url=database_url,
         signing_key=signing_key_hex,
         api_keys_file=None,
@@ -72,7 +70,15 @@ def console(database_url: str, signing_key_hex: str) -> Iterator[tuple[str, Seed
             ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
             ApiKeyEntry(principal="audit", roles=[Role.AUDITOR], key_sha256=hash_api_key(AUDITOR_KEY)),
         ],
+        **extra,
     )
+
+
+@pytest.fixture
+def console(database_url: str, signing_key_hex: str) -> Iterator[tuple[str, Seeded]]:
+    """The secured app (an operator and an auditor key) served on loopback, seeded with a
+    green and a red run."""
+    settings = console_settings(database_url, signing_key_hex)
     with served(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as client:
         yield base, seed_runs(client, bearer(OPERATOR_KEY))
 
@@ -87,16 +93,7 @@ def dispatching_console(
     with serving(receiver) as url:
         effectors = tmp_path / "effectors.toml"
         effectors.write_text(effectors_toml(url, receiver.secret))
-        settings = Settings(
-            database_url=database_url,
-            signing_key=signing_key_hex,
-            api_keys_file=None,
-            api_keys=[
-                ApiKeyEntry(principal="ops", roles=[Role.OPERATOR], key_sha256=hash_api_key(OPERATOR_KEY)),
-                ApiKeyEntry(principal="audit", roles=[Role.AUDITOR], key_sha256=hash_api_key(AUDITOR_KEY)),
-            ],
-            effectors_file=effectors,
-        )
+        settings = console_settings(database_url, signing_key_hex, effectors_file=effectors)
         with served(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as client:
             yield base, receiver, seed_dead_letter(client, bearer(OPERATOR_KEY))
 
