@@ -126,10 +126,11 @@ class RunViewsProjection(LedgerProjection):
         self.summaries.flush(cursor)
         self.decisions.flush(cursor)
         self.actions.flush(cursor)
-        # Rows new in this page are inserted; rows that were stored are replaced.
+        # Rows new in this page are inserted; rows that were stored are replaced. In key
+        # order: the table's rows then lie in the order its reconciliation scans read them.
         new_rows: list[tuple[Any, ...]] = []
         stored_rows: list[tuple[Any, ...]] = []
-        for key in self._changed_inputs:
+        for key in sorted(self._changed_inputs):
             row = self._inputs[key]
             assert row is not None
             values = (*key, row["admitted_at"], row["decided_at"], row["decision_id"])
