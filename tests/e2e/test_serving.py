@@ -204,3 +204,15 @@ def test_an_idle_keep_alive_connection_is_still_served_after_uvicorns_default_ti
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "3601", "soon"])
+def test_serve_refuses_a_keep_alive_it_cannot_use(tmp_path: Path, value: str) -> None:
+    result = serve_refused(tmp_path, keep_alive_s=value)
+
+    # Refused in one line naming the setting, before anything is written.
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "keep_alive_s" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ledger.sqlite3").exists()
