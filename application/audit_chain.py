@@ -43,7 +43,7 @@ def canonical_event_bytes(
         {
             "position": position,
             "type": topic,
-            "aggregate_id": str(UUID(str(aggregate_id))),
+            "aggregate_id": str(aggregate_id if isinstance(aggregate_id, UUID) else UUID(aggregate_id)),
             "version": version,
             "timestamp": timestamp,
             "state": parsed,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,7 +25,7 @@ class _Failed:
 _END = object()
 
 
-def read_ahead(items: Iterable[T], *, ahead: int = 2, name: str = "read-ahead") -> Iterator[T]:
+def read_ahead(items: Iterable[T], *, ahead: int = 2, name: str = "read-ahead") -> Generator[T, None, None]:
     """The items of `items`, in order, each produced while the one before is consumed."""
     handed: queue.Queue[object] = queue.Queue(maxsize=ahead)
     stopping = threading.Event()

@@ -5,7 +5,8 @@ VerificationFailed naming the first position that differs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,12 +90,12 @@ class StoreVerifier:
     PAGE = 2000
 
     def __init__(
-        self, recorder: Any, audit_records: Callable[[int, int | None], Iterator[dict[str, Any]]]
+        self, recorder: Any, audit_records: Callable[[int, int | None], Generator[dict[str, Any], None, None]]
     ) -> None:
         self.recorder = recorder
         self.audit_records = audit_records
 
-    def stored_events(self, after: int = 0, up_to: int | None = None) -> Iterator[Any]:
+    def stored_events(self, after: int = 0, up_to: int | None = None) -> Generator[Any, None, None]:
         """The stored events after a position, in order; each page is read while the
         one before is checked."""
         for page in read_ahead(self._pages(after, up_to), name="verify-pages"):
@@ -142,87 +143,92 @@ class StoreVerifier:
         proofs = proofs or []
         seals = {proof["seal_position"]: proof for proof in proofs}
         folds: dict[str, RunFold] = {proof["run_id"]: RunFold() for proof in proofs}
-        recorded = self.audit_records(from_position - 1, to_position)
-        concluded: set[str] = set()
-        chain = starting_hash
-        if from_position <= 1:
-            # Positions start at 1: anything stored below is invisible to a walk from 0,
-            # yet the application still loads it into its aggregate.
-            stray = self.recorder.select_notifications(start=None, limit=1, stop=0)
-            if stray:
+        # Both are read ahead by threads: closing them stops the threads before anything
+        # can close the connections they read with (a failure ends the walk early).
+        with (
+            closing(self.audit_records(from_position - 1, to_position)) as recorded,
+            closing(self.stored_events(from_position - 1, to_position)) as events,
+        ):
+            concluded: set[str] = set()
+            chain = starting_hash
+            if from_position <= 1:
+                # Positions start at 1: anything stored below is invisible to a walk from 0,
+                # yet the application still loads it into its aggregate.
+                stray = self.recorder.select_notifications(start=None, limit=1, stop=0)
+                if stray:
+                    raise VerificationFailed(
+                        f"position {stray[0].id}: a stored event lies before the first position (inserted after the fact?)"
+                    )
+            for notification in events:
+                try:
+                    state = json.loads(notification.state)
+                    if not isinstance(state, dict):
+                        raise ValueError("its state is not a JSON object")
+                    event_bytes = canonical_event_bytes(
+                        notification.id,
+                        notification.topic,
+                        notification.originator_id,
+                        notification.originator_version,
+                        state,
+                    )
+                except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
+                    raise VerificationFailed(
+                        f"position {notification.id}: the stored event cannot be read ({error}): it was edited"
+                    ) from None
+                chain = next_chain_hash(chain, event_bytes)
+                audit = next(recorded, None)
+                if audit is None:
+                    raise VerificationFailed(
+                        f"position {notification.id}: a stored event has no audit record (inserted after the fact?)"
+                    )
+                if audit["position"] != notification.id:
+                    first = min(audit["position"], notification.id)
+                    raise VerificationFailed(
+                        f"position {first}: the stored events and the audit log disagree on which events exist "
+                        f"(store has {notification.id}, audit log has {audit['position']}): an event was deleted, "
+                        "inserted or moved"
+                    )
+                if audit["chain_hash"] != chain:
+                    raise VerificationFailed(
+                        f"position {notification.id}: the recomputed chain hash differs from the audit log "
+                        "(the event was edited, or events were reordered)"
+                    )
+                run_id = state.get("run_id")
+                if run_id in concluded:
+                    raise VerificationFailed(
+                        f"position {notification.id}: an event of run {run_id!r} was stored after its commit"
+                    )
+                if run_id in folds:
+                    fold = folds[run_id]
+                    fold.leaves.append(leaf_hash(event_bytes))
+                    fold.absorb(
+                        notification.topic,
+                        str(notification.originator_id),
+                        notification.originator_version,
+                        state,
+                    )
+                    if notification.topic.endswith(":Run.Committed"):
+                        concluded.add(run_id)
+                if notification.id in seals:
+                    self._check_proof_at_seal(seals.pop(notification.id), chain, folds)
+                    report.proofs_checked += 1
+                report.checked += 1
+                report.last_position = notification.id
+                report.last_chain_hash = chain
+                if on_progress and report.checked % PROGRESS_EVERY == 0:
+                    on_progress(PROGRESS_EVERY)
+            if on_progress and report.checked % PROGRESS_EVERY:
+                on_progress(report.checked % PROGRESS_EVERY)
+            leftover = next(recorded, None)
+            if leftover is not None:
                 raise VerificationFailed(
-                    f"position {stray[0].id}: a stored event lies before the first position (inserted after the fact?)"
+                    f"position {leftover['position']}: the audit log records an event the store no longer has (deleted?)"
                 )
-        for notification in self.stored_events(from_position - 1, to_position):
-            try:
-                state = json.loads(notification.state)
-                if not isinstance(state, dict):
-                    raise ValueError("its state is not a JSON object")
-                event_bytes = canonical_event_bytes(
-                    notification.id,
-                    notification.topic,
-                    notification.originator_id,
-                    notification.originator_version,
-                    state,
-                )
-            except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
-                raise VerificationFailed(
-                    f"position {notification.id}: the stored event cannot be read ({error}): it was edited"
-                ) from None
-            chain = next_chain_hash(chain, event_bytes)
-            audit = next(recorded, None)
-            if audit is None:
-                raise VerificationFailed(
-                    f"position {notification.id}: a stored event has no audit record (inserted after the fact?)"
-                )
-            if audit["position"] != notification.id:
-                first = min(audit["position"], notification.id)
-                raise VerificationFailed(
-                    f"position {first}: the stored events and the audit log disagree on which events exist "
-                    f"(store has {notification.id}, audit log has {audit['position']}): an event was deleted, "
-                    "inserted or moved"
-                )
-            if audit["chain_hash"] != chain:
-                raise VerificationFailed(
-                    f"position {notification.id}: the recomputed chain hash differs from the audit log "
-                    "(the event was edited, or events were reordered)"
-                )
-            run_id = state.get("run_id")
-            if run_id in concluded:
-                raise VerificationFailed(
-                    f"position {notification.id}: an event of run {run_id!r} was stored after its commit"
-                )
-            if run_id in folds:
-                fold = folds[run_id]
-                fold.leaves.append(leaf_hash(event_bytes))
-                fold.absorb(
-                    notification.topic,
-                    str(notification.originator_id),
-                    notification.originator_version,
-                    state,
-                )
-                if notification.topic.endswith(":Run.Committed"):
-                    concluded.add(run_id)
-            if notification.id in seals:
-                self._check_proof_at_seal(seals.pop(notification.id), chain, folds)
-                report.proofs_checked += 1
-            report.checked += 1
-            report.last_position = notification.id
-            report.last_chain_hash = chain
-            if on_progress and report.checked % PROGRESS_EVERY == 0:
-                on_progress(PROGRESS_EVERY)
-        if on_progress and report.checked % PROGRESS_EVERY:
-            on_progress(report.checked % PROGRESS_EVERY)
-        leftover = next(recorded, None)
-        if leftover is not None:
-            raise VerificationFailed(
-                f"position {leftover['position']}: the audit log records an event the store no longer has (deleted?)"
-            )
-        for seal_position in seals:
-            if to_position is None or seal_position <= to_position:
-                raise VerificationFailed(
-                    f"position {seal_position}: a run proof is sealed at a position the store does not have"
-                )
+            for seal_position in seals:
+                if to_position is None or seal_position <= to_position:
+                    raise VerificationFailed(
+                        f"position {seal_position}: a run proof is sealed at a position the store does not have"
+                    )
         return report
 
     @staticmethod

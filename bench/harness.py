@@ -538,6 +538,12 @@ def scenario_mixed(bench: Bench) -> None:
         f"{result['runs']} runs closed: {result['verdicts']}; {result['original_requests']} requests + "
         f"{result['duplicate_requests']} re-deliveries, {result['mismatched_replays']} re-deliveries answered differently"
     )
+    close = result["tags"].get("close")
+    if close:  # a close waits for the projections: how closely they follow the writes
+        row.notes.append(
+            f"close after the lane's last write: p50 {close['p50_ms']:.1f} ms, p99 {close['p99_ms']:.1f} ms"
+            f" ({close['requests']} closes)"
+        )
     checked(bench, "mixed", result, row)
     bench.rows.append(row)
     bench.say(f"  {row.throughput:,.0f} req/s, verdicts {result['verdicts']}")

@@ -264,8 +264,9 @@ class Mixed(Workload):
             await post(
                 f"/actions/{action_id}/commit", f"commit-{input_id}", {"external_ref": f"psp-{input_id}"}
             )
+        # Tagged: a close waits for the projections to reach the run's last write.
         response = await send(
-            client, recorder, "POST", f"/runs/{run_id}/close", key=f"close-{run_id}", body=b"{}"
+            client, recorder, "POST", f"/runs/{run_id}/close", key=f"close-{run_id}", body=b"{}", tag="close"
         )
         self.originals += 1
         verdict = (

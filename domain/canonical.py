@@ -6,12 +6,13 @@ import hashlib
 import json
 from typing import Any
 
+#: One encoder for every call (json.dumps with options builds a new one each time).
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no insignificant white space, UTF-8, and no NaN or infinity."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _encode(value).encode("utf-8")
 
 
 def sha256_hex(data: bytes) -> str:

@@ -7,7 +7,7 @@ however long the log is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from eventsourcing.persistence import Tracking
 
@@ -16,7 +16,9 @@ from application.projections.base import LogPage
 from application.read_ahead import read_ahead
 
 
-def log_pages(app: DecisionLedger, *, after: int, up_to: int | None, page: int) -> Iterator[LogPage]:
+def log_pages(
+    app: DecisionLedger, *, after: int, up_to: int | None, page: int
+) -> Generator[LogPage, None, None]:
     """The events after position `after` (up to `up_to`), a page at a time, read ahead."""
     return read_ahead(_pages(app, after, up_to, page), name="log-pages")
 

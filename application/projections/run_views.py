@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from application.ports import EventPosition
 from application.projections.base import LedgerProjection, LogPage, utc_text
+from application.projections.committed_inputs import CommittedInputs
 from application.projections.run_tables import (
     ACTION_COLUMNS,
     DECISION_COLUMNS,
@@ -59,6 +61,11 @@ class RunViewsProjection(LedgerProjection):
         #: The input rows the page reads and writes (None: no row), and those it changed.
         self._inputs: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._changed_inputs: set[tuple[str, str]] = set()
+        #: The input rows committed lately, and the runs this page opened and closed.
+        self.committed_inputs = CommittedInputs()
+        self._opened: list[str] = []
+        self._closed: list[str] = []
+        self._written: list[list[tuple[Any, ...]]] = []
         #: What each kind of event changes (a table of handlers: cheaper than a dispatch).
         self._handlers: dict[type, Callable[[Any, Any, EventPosition], None]] = {
             Run.Opened: self._on_run_opened,
@@ -86,13 +93,17 @@ class RunViewsProjection(LedgerProjection):
         """Read, in a few queries, the runs' summaries, the input rows, and the decisions
         and actions stored in force, that the page's events will change."""
         self._runs, self._inputs, self._changed_inputs = {}, {}, set()
+        self._opened, self._closed = [], []
         inputs: dict[str, list[str]] = {}
         recorded: set[str] = set()
         requested: set[str] = set()
         corrected: list[str] = []
         moved: list[str] = []
+        opened: set[str] = set()
         for domain_event, _ in page.events:
-            if isinstance(domain_event, Decision.Recorded):
+            if isinstance(domain_event, Run.Opened):
+                opened.add(domain_event.run_id)
+            elif isinstance(domain_event, Decision.Recorded):
                 inputs.setdefault(domain_event.run_id, []).append(domain_event.input_id)
                 recorded.add(str(domain_event.originator_id))
             elif isinstance(domain_event, Run.BasisAdmitted):
@@ -112,12 +123,23 @@ class RunViewsProjection(LedgerProjection):
         self.decisions.load(cursor, [decision for decision in corrected if decision not in recorded])
         self.actions.load(cursor, [action for action in moved if action not in requested])
         for run_id, input_ids in inputs.items():
-            self._inputs.update(dict.fromkeys(((run_id, input_id) for input_id in input_ids), None))
+            wanted = list(dict.fromkeys(input_ids))
+            self._inputs.update(dict.fromkeys(((run_id, input_id) for input_id in wanted), None))
+            if run_id in opened:  # no input of a run opened in this page is stored
+                continue
+            known, unknown = self.committed_inputs.lookup(run_id, wanted)
+            for input_id, (_, _, admitted_at, decided_at, decision_id) in known.items():
+                self._inputs[(run_id, input_id)] = {
+                    "admitted_at": admitted_at,
+                    "decided_at": decided_at,
+                    "decision_id": decision_id,
+                    "stored": True,
+                }
             rows = cursor.select_in(
                 f"SELECT input_id, admitted_at, decided_at, decision_id FROM {self.t['inputs']}"
                 " WHERE run_id = ? AND input_id IN (?*)",
                 (run_id,),
-                list(dict.fromkeys(input_ids)),
+                unknown,
             )
             for row in rows:
                 self._inputs[(run_id, row.pop("input_id"))] = {**row, "stored": True}
@@ -137,7 +159,12 @@ class RunViewsProjection(LedgerProjection):
             (stored_rows if row.get("stored") else new_rows).append(values)
         cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, new_rows)
         cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, stored_rows, upsert_key=("run_id", "input_id"))
+        self._written = [new_rows, stored_rows]
         self._runs, self._inputs, self._changed_inputs = {}, {}, set()
+
+    def committed(self) -> None:
+        self.committed_inputs.committed(self._opened, self._written, self._closed)
+        self._opened, self._written, self._closed = [], [], []
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
         summary = self._summary(position.run_id)
@@ -148,7 +175,7 @@ class RunViewsProjection(LedgerProjection):
         assert summary is not None, f"an event of run {position.run_id!r} before it was opened"
         summary["event_count"] += 1
         summary["last_position"] = position.position
-        summary["updated_at"] = utc_text(position.recorded_at)
+        summary["updated_at"] = _recorded_text(position.recorded_at)
         self.summaries.add(
             {
                 **summary,
@@ -173,7 +200,8 @@ class RunViewsProjection(LedgerProjection):
     # --- Runs --------------------------------------------------------------------------
 
     def _on_run_opened(self, domain_event: Run.Opened, summary: Any, position: EventPosition) -> None:
-        recorded_at = utc_text(position.recorded_at)
+        self._opened.append(domain_event.run_id)
+        recorded_at = _recorded_text(position.recorded_at)
         self._runs[domain_event.run_id] = {
             "run_id": domain_event.run_id,
             "attempt": domain_event.attempt,
@@ -216,9 +244,11 @@ class RunViewsProjection(LedgerProjection):
 
     def _on_run_committed(self, domain_event: Run.Committed, summary: Any, position: EventPosition) -> None:
         summary["status"] = "committed"
+        self._closed.append(domain_event.run_id)
 
     def _on_run_rejected(self, domain_event: Run.Rejected, summary: Any, position: EventPosition) -> None:
         summary["status"] = "rejected"
+        self._closed.append(domain_event.run_id)
 
     def _on_run_reopened(self, domain_event: Run.Reopened, summary: Any, position: EventPosition) -> None:
         summary["status"] = "open"
@@ -349,8 +379,17 @@ class RunViewsProjection(LedgerProjection):
         return str(current["status"])
 
 
-#: Outcome counts as stored: JSON with sorted keys (one encoder, not one per call).
-_counts_text = json.JSONEncoder(sort_keys=True).encode
+#: An outcome as a JSON string (outcomes are few, and encoded once each).
+_quoted = lru_cache(maxsize=1024)(json.dumps)
+
+#: An index row's time as text (the events of one transaction share it).
+_recorded_text = lru_cache(maxsize=256)(utc_text)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    """Outcome counts as stored: what json.dumps(counts, sort_keys=True) writes, built
+    from the outcomes' encoded names (a summary version is written per event)."""
+    return "{" + ", ".join(f"{_quoted(outcome)}: {count}" for outcome, count in sorted(counts.items())) + "}"
 
 
 def _count(counts: dict[str, int], outcome: str, delta: int) -> None:

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,11 +178,13 @@ class Projections:
         each page read while the one before is applied, so memory stays flat. Returns
         the new position."""
         position = projection.view.position()
-        for log_page in log_pages(self.app, after=position, up_to=up_to, page=page):
-            projection.apply_page(log_page)
-            position = log_page.events[-1][1].notification_id
-            if on_progress:
-                on_progress(len(log_page.events))
+        # Closed on the way out, even by an error: its reading thread stops first.
+        with closing(log_pages(self.app, after=position, up_to=up_to, page=page)) as pages:
+            for log_page in pages:
+                projection.apply_page(log_page)
+                position = log_page.events[-1][1].notification_id
+                if on_progress:
+                    on_progress(len(log_page.events))
         return position
 
     def wait_for(self, position: int, timeout: float, names: Iterable[str] | None = None) -> bool:

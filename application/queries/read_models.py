@@ -4,7 +4,7 @@ audit log, current or as of any earlier position (an index lookup, not a replay)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ from application.caching import BoundedLRU
 from application.projections.run_proof_trees import StoredRunTrees, read_proof_material
 from application.projections.runtime import Projections
 from application.proofs import MaterialTrees, ProofMaterial, RunTrees
+from application.read_ahead import read_ahead
 from application.results import (
     AuditPage,
     AuditRecordView,
@@ -309,8 +310,15 @@ class ReadModels:
         )
         return AuditRecordView(**rows[0]) if rows else None
 
-    def audit_stream(self, after: int, up_to: int | None, page: int = 2000) -> Iterator[dict[str, Any]]:
-        """Every audit record after a position, in order, a page at a time."""
+    def audit_stream(
+        self, after: int, up_to: int | None, page: int = 2000
+    ) -> Generator[dict[str, Any], None, None]:
+        """Every audit record after a position, in order; each page is read while the
+        one before is used."""
+        for rows in read_ahead(self._audit_pages(after, up_to, page), name="audit-pages"):
+            yield from rows
+
+    def _audit_pages(self, after: int, up_to: int | None, page: int) -> Iterator[list[dict[str, Any]]]:
         tables = self.projections.live_tables("audit")
         store = self.projections.live_store("audit")
         position = after
@@ -322,7 +330,7 @@ class ReadModels:
             )
             if not rows:
                 return
-            yield from rows
+            yield rows
             position = rows[-1]["position"]
 
     def chain_hash_before(self, position: int) -> str:
