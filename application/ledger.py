@@ -54,7 +54,12 @@ class LedgerTuning:
 class DecisionLedger(Application[UUID]):
     name = "DecisionLedger"
     snapshotting_intervals: ClassVar = {Run: 20}
-    env: ClassVar = {"AGGREGATE_CACHE_MAXSIZE": "5000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
+    env: ClassVar = {
+        "AGGREGATE_CACHE_MAXSIZE": "5000",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+        # States are stored as canonical JSON: the audit chain hashes them as stored.
+        "TRANSCODER_TOPIC": "application.stored_form:CanonicalJSONTranscoder",
+    }
 
     def __init__(
         self,

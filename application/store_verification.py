@@ -12,6 +12,7 @@ from typing import Any
 
 from application.audit_chain import (
     GENESIS_CHAIN_HASH,
+    as_stored_event_bytes,
     canonical_event_bytes,
     leaf_hash,
     merkle_root,
@@ -160,22 +161,7 @@ class StoreVerifier:
                         f"position {stray[0].id}: a stored event lies before the first position (inserted after the fact?)"
                     )
             for notification in events:
-                try:
-                    state = json.loads(notification.state)
-                    if not isinstance(state, dict):
-                        raise ValueError("its state is not a JSON object")
-                    event_bytes = canonical_event_bytes(
-                        notification.id,
-                        notification.topic,
-                        notification.originator_id,
-                        notification.originator_version,
-                        state,
-                    )
-                except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
-                    raise VerificationFailed(
-                        f"position {notification.id}: the stored event cannot be read ({error}): it was edited"
-                    ) from None
-                chain = next_chain_hash(chain, event_bytes)
+                state = _parsed_state(notification)
                 audit = next(recorded, None)
                 if audit is None:
                     raise VerificationFailed(
@@ -188,6 +174,7 @@ class StoreVerifier:
                         f"(store has {notification.id}, audit log has {audit['position']}): an event was deleted, "
                         "inserted or moved"
                     )
+                event_bytes, chain = _chained(notification, state, chain, audit["chain_hash"])
                 if audit["chain_hash"] != chain:
                     raise VerificationFailed(
                         f"position {notification.id}: the recomputed chain hash differs from the audit log "
@@ -276,6 +263,58 @@ class StoreVerifier:
             recomputed == proof["reconciliation"],
             f"{where}: the reconciliation recomputed from the store ({recomputed}) differs from its proof",
         )
+
+
+def _parsed_state(notification: Any) -> dict[str, Any]:
+    try:
+        state = json.loads(notification.state)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise _unreadable(notification, error) from None
+    if not isinstance(state, dict):
+        raise _unreadable(notification, "its state is not a JSON object")
+    return state
+
+
+def _chained(notification: Any, state: dict[str, Any], chain: str, recorded: str) -> tuple[bytes, str]:
+    """(the event's canonical bytes, the chain hash after it). The state as stored is
+    canonical when the ledger wrote it: the event is hashed around it as it is. Otherwise
+    (stored in an earlier form, or edited) the state is written canonically."""
+    try:
+        as_stored = as_stored_event_bytes(
+            notification.id,
+            notification.topic,
+            notification.originator_id,
+            notification.originator_version,
+            state,
+            notification.state,
+        )
+    except ValueError:  # an envelope field that is not canonical JSON: the long way says why
+        as_stored = None
+    if as_stored is not None:
+        next_chain = next_chain_hash(chain, as_stored)
+        if next_chain == recorded:
+            return as_stored, next_chain
+    event_bytes = _canonical_bytes(notification, state)
+    return event_bytes, next_chain_hash(chain, event_bytes)
+
+
+def _canonical_bytes(notification: Any, state: dict[str, Any]) -> bytes:
+    try:
+        return canonical_event_bytes(
+            notification.id,
+            notification.topic,
+            notification.originator_id,
+            notification.originator_version,
+            state,
+        )
+    except ValueError as error:  # NaN, or a lone surrogate, cannot be canonical JSON
+        raise _unreadable(notification, error) from None
+
+
+def _unreadable(notification: Any, error: object) -> VerificationFailed:
+    return VerificationFailed(
+        f"position {notification.id}: the stored event cannot be read ({error}): it was edited"
+    )
 
 
 def verify_audit_log(

@@ -12,6 +12,7 @@ the edit and the delete.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,33 @@ def test_audit_verify_checks_just_the_range_asked_for(history: History) -> None:
     # The verifier, started from the audit log's hash before `first`, agrees.
     report = history.verify_directly(from_position=first, to_position=last)
     assert (report.checked, report.last_position) == (last - first + 1, last)
+
+
+# --- The stored form ----------------------------------------------------------------------------
+
+
+def test_events_stored_in_the_earlier_non_canonical_form_still_verify(history: History) -> None:
+    # States are stored as canonical JSON, and the chain is checked around them as stored.
+    # A ledger written before that stores keys in insertion order, with the same content:
+    # its events are written canonically again, and the chain and the proof still match.
+    rewritten = [history.positions[name] for name in ("a", "b", "seal")]
+    with raw_events(history.database_url) as events:
+        events.drop_append_only_triggers()
+        for position in rewritten:
+            state = events.state(position)
+            assert json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False) == (
+                events.stored_text(position)
+            )
+            shuffled = dict(reversed(list(state.items())))
+            events.set_state(
+                position, json.dumps(shuffled, separators=(",", ":"), ensure_ascii=False).encode()
+            )
+            assert events.stored_text(position) != json.dumps(state, separators=(",", ":"), sort_keys=True)
+
+    cli = history.audit_verify()
+    assert cli.returncode == 0, cli.stderr
+    report = history.verify_directly()
+    assert (report.checked, report.proofs_checked) == (history.head, 1)
 
 
 # --- (a) An edited event --------------------------------------------------------------------------

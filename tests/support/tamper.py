@@ -66,6 +66,13 @@ class RawEvents:
         )
         return json.loads(bytes(state))
 
+    def stored_text(self, position: int) -> str:
+        """The state as stored, byte for byte (as text)."""
+        [(state,)] = self.execute(
+            sql.SQL("SELECT state FROM {} WHERE {} = %s").format(self.events, self.position), (position,)
+        )
+        return bytes(state).decode()
+
     def set_state(self, position: int, state: bytes) -> None:
         self.execute(
             sql.SQL("UPDATE {} SET state = %s WHERE {} = %s").format(self.events, self.position),

@@ -1,0 +1,77 @@
+"""Events are stored as canonical JSON (application/stored_form.py), so the audit chain
+can hash an event around its state as stored (audit_chain.as_stored_event_bytes) and get
+exactly its canonical bytes, without writing the state again."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
+from hypothesis import given
+from hypothesis import strategies as st
+
+from application.audit_chain import as_stored_event_bytes, canonical_event_bytes
+from application.stored_form import CanonicalJSONTranscoder
+
+TOPIC = "domain.decision:Decision.Recorded"
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=("Cs",)), max_size=8), children, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+def transcoder(kind: type[JSONTranscoder]) -> JSONTranscoder:
+    coder = kind()
+    coder.register(DatetimeAsISO())
+    return coder
+
+
+def both_ways(state: dict[str, Any], stored: bytes, aggregate_id: UUID, position: int) -> tuple[bytes, bytes]:
+    parsed = json.loads(stored)
+    return (
+        as_stored_event_bytes(position, TOPIC, aggregate_id, 3, parsed, stored),
+        canonical_event_bytes(position, TOPIC, aggregate_id, 3, parsed),
+    )
+
+
+@given(
+    state=st.dictionaries(
+        st.text(max_size=12).filter(lambda key: key != "timestamp"), json_values, max_size=8
+    )
+)
+def test_a_state_stored_canonically_hashes_as_stored_to_its_canonical_bytes(state: dict[str, Any]) -> None:
+    state["timestamp"] = datetime(2026, 12, 2, 17, 0, 0, 123456, tzinfo=UTC)
+    stored = transcoder(CanonicalJSONTranscoder).encode(state)
+    as_stored, canonical = both_ways(state, stored, uuid4(), 12)
+    assert as_stored == canonical
+
+
+def test_a_state_stored_in_the_librarys_form_does_not_and_is_written_canonically_instead() -> None:
+    state = {"timestamp": datetime(2026, 12, 2, tzinfo=UTC), "run_id": "r", "outcome": "approve"}
+    stored = transcoder(JSONTranscoder).encode(state)
+    assert stored != transcoder(CanonicalJSONTranscoder).encode(state)  # keys in insertion order
+    as_stored, canonical = both_ways(state, stored, uuid4(), 7)
+    assert as_stored != canonical
+    assert json.loads(as_stored) == json.loads(canonical)
+
+
+def test_the_canonical_transcoder_refuses_nan_as_canonical_json_does() -> None:
+    try:
+        transcoder(CanonicalJSONTranscoder).encode({"score": float("nan")})
+    except ValueError:
+        return
+    raise AssertionError("NaN was stored")
