@@ -149,6 +149,11 @@ class ViewStore(TrackingRecorder):
     def position(self) -> int:
         return self.max_tracking_id(self.upstream) or 0
 
+    def commit_without_waiting(self, cursor: ViewCursor) -> None:
+        """This transaction may commit without waiting for its flush to disk: a page of a
+        projection, whose tracking row goes with its rows, so a page lost in a crash is
+        only applied again."""
+
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.cursor(commit=False) as cursor:
             return cursor.execute(statement, params).fetchall()
@@ -284,6 +289,9 @@ class PostgresViewStore(SerialisedTrackingRecorder, ViewStore):
 
     def lock_schema(self, cursor: ViewCursor) -> None:
         cursor.native.cursor.execute(ddl_lock(self.datastore.schema))
+
+    def commit_without_waiting(self, cursor: ViewCursor) -> None:
+        cursor.native.cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
     def max_tracking_id(self, application_name: str) -> int | None:
         select = unretried(PostgresTrackingRecorder.max_tracking_id)

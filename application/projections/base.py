@@ -5,7 +5,8 @@ catch-up reads the log a page of thousands of events at a time (log_pages.py). E
 way a page is applied in one transaction: the projection reads ahead what the page will
 touch (begin_batch), folds its events in memory (apply), then writes the page's rows
 with a few set-based statements (end_batch), together with the tracking position that
-says the page was applied. So each event is applied exactly once, across restarts too.
+says the page was applied. So each event is applied exactly once, across restarts too,
+and a page may commit without waiting for the disk: lost in a crash, it is applied again.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class LedgerProjection(Projection[ViewStore]):
         with self.view.cursor(commit=True) as cursor:
             if self.fence is not None:
                 self.fence.check(cursor)
+            self.view.commit_without_waiting(cursor)
             self.begin_batch(cursor, page)
             positions = page.positions
             for domain_event, tracking in page.events:
