@@ -9,7 +9,7 @@ check from the stored events is `decision-ledger audit verify --checkpoint ...`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from application.transparency.checkpoints import open_checkpoint
 from application.transparency.merkle import root
@@ -30,7 +30,7 @@ class CheckpointCheck:
 
 
 def check_latest_checkpoint(log: TransparencyLog) -> CheckpointCheck:
-    now = datetime.now(UTC)
+    now = log.clock()
     latest = log.checkpoints.latest()
     with log.tree() as tree:
         size = tree.size()

@@ -83,16 +83,12 @@ class LedgerProjection(Projection[ViewStore]):
                 self.apply(cursor, domain_event, position)
             self.end_batch(cursor)
             self.view.track(cursor, page.events[-1][1])
-        self.committed()
 
     def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
         """Read ahead, in a few queries, what the page's events will touch."""
 
     def end_batch(self, cursor: ViewCursor) -> None:
         """Write what the page's events changed, in a few statements."""
-
-    def committed(self) -> None:
-        """The page's transaction committed: what it wrote is now stored."""
 
     @abstractmethod
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:

@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 from application.ports import EventPosition
 from application.projections.base import LedgerProjection, LogPage, utc_text
-from application.projections.committed_inputs import CommittedInputs
 from application.projections.run_tables import (
     ACTION_COLUMNS,
     DECISION_COLUMNS,
@@ -61,11 +60,6 @@ class RunViewsProjection(LedgerProjection):
         #: The input rows the page reads and writes (None: no row), and those it changed.
         self._inputs: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._changed_inputs: set[tuple[str, str]] = set()
-        #: The input rows committed lately, and the runs this page opened and closed.
-        self.committed_inputs = CommittedInputs()
-        self._opened: list[str] = []
-        self._closed: list[str] = []
-        self._written: list[list[tuple[Any, ...]]] = []
         #: What each kind of event changes (a table of handlers: cheaper than a dispatch).
         self._handlers: dict[type, Callable[[Any, Any, EventPosition], None]] = {
             Run.Opened: self._on_run_opened,
@@ -93,7 +87,6 @@ class RunViewsProjection(LedgerProjection):
         """Read, in a few queries, the runs' summaries, the input rows, and the decisions
         and actions stored in force, that the page's events will change."""
         self._runs, self._inputs, self._changed_inputs = {}, {}, set()
-        self._opened, self._closed = [], []
         inputs: dict[str, list[str]] = {}
         recorded: set[str] = set()
         requested: set[str] = set()
@@ -127,19 +120,11 @@ class RunViewsProjection(LedgerProjection):
             self._inputs.update(dict.fromkeys(((run_id, input_id) for input_id in wanted), None))
             if run_id in opened:  # no input of a run opened in this page is stored
                 continue
-            known, unknown = self.committed_inputs.lookup(run_id, wanted)
-            for input_id, (_, _, admitted_at, decided_at, decision_id) in known.items():
-                self._inputs[(run_id, input_id)] = {
-                    "admitted_at": admitted_at,
-                    "decided_at": decided_at,
-                    "decision_id": decision_id,
-                    "stored": True,
-                }
             rows = cursor.select_in(
                 f"SELECT input_id, admitted_at, decided_at, decision_id FROM {self.t['inputs']}"
                 " WHERE run_id = ? AND input_id IN (?*)",
                 (run_id,),
-                unknown,
+                wanted,
             )
             for row in rows:
                 self._inputs[(run_id, row.pop("input_id"))] = {**row, "stored": True}
@@ -159,12 +144,7 @@ class RunViewsProjection(LedgerProjection):
             (stored_rows if row.get("stored") else new_rows).append(values)
         cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, new_rows)
         cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, stored_rows, upsert_key=("run_id", "input_id"))
-        self._written = [new_rows, stored_rows]
         self._runs, self._inputs, self._changed_inputs = {}, {}, set()
-
-    def committed(self) -> None:
-        self.committed_inputs.committed(self._opened, self._written, self._closed)
-        self._opened, self._written, self._closed = [], [], []
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
         summary = self._summary(position.run_id)
@@ -200,7 +180,6 @@ class RunViewsProjection(LedgerProjection):
     # --- Runs --------------------------------------------------------------------------
 
     def _on_run_opened(self, domain_event: Run.Opened, summary: Any, position: EventPosition) -> None:
-        self._opened.append(domain_event.run_id)
         recorded_at = _recorded_text(position.recorded_at)
         self._runs[domain_event.run_id] = {
             "run_id": domain_event.run_id,
@@ -244,11 +223,9 @@ class RunViewsProjection(LedgerProjection):
 
     def _on_run_committed(self, domain_event: Run.Committed, summary: Any, position: EventPosition) -> None:
         summary["status"] = "committed"
-        self._closed.append(domain_event.run_id)
 
     def _on_run_rejected(self, domain_event: Run.Rejected, summary: Any, position: EventPosition) -> None:
         summary["status"] = "rejected"
-        self._closed.append(domain_event.run_id)
 
     def _on_run_reopened(self, domain_event: Run.Reopened, summary: Any, position: EventPosition) -> None:
         summary["status"] = "open"

@@ -10,8 +10,7 @@ typed error) and keeps what the run summary and the reconciliation must say afte
 event.
 
 The live generation is caught up at random points in random page sizes, as a worker
-would, sometimes by a follower just started (which remembers no input row, and may keep
-fewer than a run holds); the rebuild reads the whole log in one pass. Both must agree with the fold, now
+would; the rebuild reads the whole log in one pass. Both must agree with the fold, now
 and as of every event's position, and verify must find no difference between them.
 """
 
@@ -32,7 +31,6 @@ from hypothesis import strategies as st
 
 from application.ledger import DecisionLedger
 from application.projections.base import LedgerProjection
-from application.projections.committed_inputs import CommittedInputs
 from application.projections.runtime import Projections
 from application.queries.read_models import ReadModels
 from domain import errors
@@ -393,13 +391,6 @@ def test_the_live_views_a_rebuild_and_a_fold_of_the_commands_agree(
             tokens = (f"token-{number}" for number in itertools.count())
 
             def catch_up(page: int) -> None:
-                if data.draw(st.booleans(), label="follower restarts"):
-                    # A follower that starts again remembers no input row (its runs are
-                    # read back), and may keep fewer than a run holds.
-                    live["runs"] = projections.kind("runs").build(projections.live_store("runs"), ledger)
-                    live["runs"].committed_inputs = CommittedInputs(  # type: ignore[attr-defined]
-                        max_rows=data.draw(st.sampled_from([0, 2, 100_000]), label="input rows kept")
-                    )
                 for projection in live.values():
                     projections.catch_up(projection, page=page)
 
