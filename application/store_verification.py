@@ -105,9 +105,7 @@ class StoreVerifier:
     def _pages(self, after: int, up_to: int | None) -> Iterator[Sequence[Any]]:
         position = after
         while True:
-            page = self.recorder.select_notifications(
-                start=position, limit=self.PAGE, stop=up_to, inclusive_of_start=False
-            )
+            page = self.recorder.stored_events_between(position, up_to, self.PAGE)
             if not page:
                 return
             yield page

@@ -14,10 +14,10 @@ import psycopg.errors
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, args_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, TokenReceipt
+from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, StoredRow, TokenReceipt
 from infrastructure.append_only import APPEND_ONLY_MESSAGE
 from infrastructure.eventsourcing_compat import unretried
 from infrastructure.postgres_ddl import SerialisedDDL, ddl_lock
@@ -375,6 +375,15 @@ class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerI
             (position,),
         )
         return rows[0]["n"]
+
+    def stored_events_between(self, after: int, up_to: int | None, limit: int) -> list[StoredRow]:
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
+            " WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+        ).format(self._ident(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=args_row(StoredRow)) as c:
+            c.execute(statement, (after, up_to if up_to is not None else 2**62, limit), prepare=True)
+            return c.fetchall()
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(

@@ -18,7 +18,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, TokenReceipt
+from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, StoredRow, TokenReceipt
 from infrastructure.append_only import APPEND_ONLY_MESSAGE
 
 #: SQLite has no LISTEN/NOTIFY: followers poll the log this often (seconds).
@@ -314,6 +314,15 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
 
     def count_after(self, position: int) -> int:
         return self._fetchall("SELECT COUNT(*) FROM ledger_positions WHERE position > ?", (position,))[0][0]
+
+    def stored_events_between(self, after: int, up_to: int | None, limit: int) -> list[StoredRow]:
+        rows = self._fetchall(
+            f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
+            " WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+            (after, up_to if up_to is not None else 2**62, limit),
+        )
+        convert = self.convert_originator_id  # stored as hex text: a UUID, as the library reads it
+        return [StoredRow(row[0], convert(row[1]), row[2], row[3], row[4]) for row in rows]
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(

@@ -1,0 +1,40 @@
+"""`audit verify` reads the stored events through `LedgerIndex.stored_events_between`
+(without the library's objects): it must return what the library's
+`select_notifications` returns, position for position, on both back ends."""
+
+from __future__ import annotations
+
+from application.ledger import DecisionLedger
+from domain.commands import AdmitInputs, ModelRef, OpenRun, RecordDecision
+from tests.support.ledger_commands import commands_of
+
+
+def test_the_verifiers_reader_returns_what_the_library_reads(ledger: DecisionLedger) -> None:
+    commands = commands_of(ledger)
+    commands.runs.open(OpenRun(token="open", actor="ops", run_id="run-rows", lane="fraud"))
+    commands.runs.admit(AdmitInputs(token="basis", actor="ops", run_id="run-rows", input_ids=("a", "b", "c")))
+    for input_id in ("a", "b", "c"):
+        commands.decisions.record(
+            RecordDecision(
+                token=f"decide-{input_id}",
+                actor="model",
+                run_id="run-rows",
+                input_id=input_id,
+                outcome="approve",
+                score=0.5,
+                model=ModelRef("gbm", "7"),
+            )
+        )
+    library = [
+        (n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
+        for n in ledger.recorder.select_notifications(start=None, limit=100)
+    ]
+    assert len(library) == 5
+
+    # Whole, and in pages of 2 between two positions, as the verifier walks them.
+    assert [tuple(row) for row in ledger.index.stored_events_between(0, None, 100)] == library
+    walked, position = [], 1
+    while page := ledger.index.stored_events_between(position, 4, 2):
+        walked += [tuple(row) for row in page]
+        position = page[-1].id
+    assert walked == library[1:4]
