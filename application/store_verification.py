@@ -138,129 +138,141 @@ class StoreVerifier:
         """Recompute h_n over the stored events and compare it with the audit log, and
         with the chain hash and Merkle root of every run proof sealed in the range.
         Raises VerificationFailed naming the first position that differs."""
-        report = ChainReport(last_chain_hash=starting_hash)
         proofs = proofs or []
-        seals = {proof["seal_position"]: proof for proof in proofs}
-        folds: dict[str, RunFold] = {proof["run_id"]: RunFold() for proof in proofs}
+        walk = _ChainWalk(
+            ChainReport(last_chain_hash=starting_hash),
+            seals={proof["seal_position"]: proof for proof in proofs},
+            folds={proof["run_id"]: RunFold() for proof in proofs},
+        )
+        if from_position <= 1:
+            # Positions start at 1: anything stored below is invisible to a walk from 0,
+            # yet the application still loads it into its aggregate.
+            stray = self.recorder.select_notifications(start=None, limit=1, stop=0)
+            if stray:
+                raise VerificationFailed(
+                    f"position {stray[0].id}: a stored event lies before the first position (inserted after the fact?)"
+                )
         # Both are read ahead by threads: closing them stops the threads before anything
         # can close the connections they read with (a failure ends the walk early).
         with (
             closing(self.audit_records(from_position - 1, to_position)) as recorded,
             closing(self.stored_events(from_position - 1, to_position)) as events,
         ):
-            concluded: set[str] = set()
-            chain = starting_hash
-            if from_position <= 1:
-                # Positions start at 1: anything stored below is invisible to a walk from 0,
-                # yet the application still loads it into its aggregate.
-                stray = self.recorder.select_notifications(start=None, limit=1, stop=0)
-                if stray:
-                    raise VerificationFailed(
-                        f"position {stray[0].id}: a stored event lies before the first position (inserted after the fact?)"
-                    )
             for notification in events:
-                state = _parsed_state(notification)
-                audit = next(recorded, None)
-                if audit is None:
-                    raise VerificationFailed(
-                        f"position {notification.id}: a stored event has no audit record (inserted after the fact?)"
-                    )
-                if audit["position"] != notification.id:
-                    first = min(audit["position"], notification.id)
-                    raise VerificationFailed(
-                        f"position {first}: the stored events and the audit log disagree on which events exist "
-                        f"(store has {notification.id}, audit log has {audit['position']}): an event was deleted, "
-                        "inserted or moved"
-                    )
-                event_bytes, chain = _chained(notification, state, chain, audit["chain_hash"])
-                if audit["chain_hash"] != chain:
-                    raise VerificationFailed(
-                        f"position {notification.id}: the recomputed chain hash differs from the audit log "
-                        "(the event was edited, or events were reordered)"
-                    )
-                run_id = state.get("run_id")
-                if run_id in concluded:
-                    raise VerificationFailed(
-                        f"position {notification.id}: an event of run {run_id!r} was stored after its commit"
-                    )
-                if run_id in folds:
-                    fold = folds[run_id]
-                    fold.leaves.append(leaf_hash(event_bytes))
-                    fold.absorb(
-                        notification.topic,
-                        str(notification.originator_id),
-                        notification.originator_version,
-                        state,
-                    )
-                    if notification.topic.endswith(":Run.Committed"):
-                        concluded.add(run_id)
-                if notification.id in seals:
-                    self._check_proof_at_seal(seals.pop(notification.id), chain, folds)
-                    report.proofs_checked += 1
-                report.checked += 1
-                report.last_position = notification.id
-                report.last_chain_hash = chain
-                if on_progress and report.checked % PROGRESS_EVERY == 0:
+                walk.step(notification, recorded)
+                if on_progress and walk.report.checked % PROGRESS_EVERY == 0:
                     on_progress(PROGRESS_EVERY)
-            if on_progress and report.checked % PROGRESS_EVERY:
-                on_progress(report.checked % PROGRESS_EVERY)
+            if on_progress and walk.report.checked % PROGRESS_EVERY:
+                on_progress(walk.report.checked % PROGRESS_EVERY)
             leftover = next(recorded, None)
             if leftover is not None:
                 raise VerificationFailed(
                     f"position {leftover['position']}: the audit log records an event the store no longer has (deleted?)"
                 )
-            for seal_position in seals:
-                if to_position is None or seal_position <= to_position:
-                    raise VerificationFailed(
-                        f"position {seal_position}: a run proof is sealed at a position the store does not have"
-                    )
-        return report
+        for seal_position in walk.seals:
+            if to_position is None or seal_position <= to_position:
+                raise VerificationFailed(
+                    f"position {seal_position}: a run proof is sealed at a position the store does not have"
+                )
+        return walk.report
 
-    @staticmethod
-    def _check_proof_at_seal(proof: dict[str, Any], chain: str, folds: dict[str, RunFold]) -> None:
-        where = f"run {proof['run_id']!r} attempt {proof['attempt']}"
-        if proof["chain_hash_at_seal"] != chain:
+
+@dataclass
+class _ChainWalk:
+    """The walk over the stored events: the chain so far (in the report), the runs whose
+    proofs are sealed in the range, folded as their events pass, and those concluded."""
+
+    report: ChainReport
+    seals: dict[int, dict[str, Any]]
+    folds: dict[str, RunFold]
+    concluded: set[str] = field(default_factory=set)
+
+    def step(self, notification: Any, recorded: Iterator[dict[str, Any]]) -> None:
+        """Check one stored event against the next audit record, and fold it."""
+        state = _parsed_state(notification)
+        audit = next(recorded, None)
+        if audit is None:
             raise VerificationFailed(
-                f"position {proof['seal_position']}: the chain hash at the seal of {where} differs from its proof"
+                f"position {notification.id}: a stored event has no audit record (inserted after the fact?)"
             )
-        fold = folds[proof["run_id"]]
-        require(
-            merkle_root(fold.leaves) == proof["merkle"]["root"]
-            and len(fold.leaves) == proof["merkle"]["tree_size"],
-            f"{where}: the Merkle root over its stored events differs from its proof",
+        if audit["position"] != notification.id:
+            first = min(audit["position"], notification.id)
+            raise VerificationFailed(
+                f"position {first}: the stored events and the audit log disagree on which events exist "
+                f"(store has {notification.id}, audit log has {audit['position']}): an event was deleted, "
+                "inserted or moved"
+            )
+        event_bytes, chain = _chained(notification, state, self.report.last_chain_hash, audit["chain_hash"])
+        if audit["chain_hash"] != chain:
+            raise VerificationFailed(
+                f"position {notification.id}: the recomputed chain hash differs from the audit log "
+                "(the event was edited, or events were reordered)"
+            )
+        run_id = state.get("run_id")
+        if run_id in self.concluded:
+            raise VerificationFailed(
+                f"position {notification.id}: an event of run {run_id!r} was stored after its commit"
+            )
+        if run_id in self.folds:
+            fold = self.folds[run_id]
+            fold.leaves.append(leaf_hash(event_bytes))
+            fold.absorb(
+                notification.topic, str(notification.originator_id), notification.originator_version, state
+            )
+            if notification.topic.endswith(":Run.Committed"):
+                self.concluded.add(run_id)
+        if notification.id in self.seals:
+            _check_proof_at_seal(self.seals.pop(notification.id), chain, self.folds)
+            self.report.proofs_checked += 1
+        self.report.checked += 1
+        self.report.last_position = notification.id
+        self.report.last_chain_hash = chain
+
+
+def _check_proof_at_seal(proof: dict[str, Any], chain: str, folds: dict[str, RunFold]) -> None:
+    where = f"run {proof['run_id']!r} attempt {proof['attempt']}"
+    if proof["chain_hash_at_seal"] != chain:
+        raise VerificationFailed(
+            f"position {proof['seal_position']}: the chain hash at the seal of {where} differs from its proof"
         )
-        require(
-            (fold.admitted, fold.basis_digest) == (proof["basis"]["count"], proof["basis"]["digest"]),
-            f"{where}: the basis recomputed from the store differs from its proof",
-        )
-        require(
-            fold.by_outcome() == proof["decisions"]["by_outcome"],
-            f"{where}: the decision outcomes recomputed from the store differ from its proof",
-        )
-        require(
-            len(fold.outcomes) == proof["decisions"]["count"],
-            f"{where}: the decision count recomputed from the store differs from its proof",
-        )
-        require(
-            heads_root(fold.decision_heads) == proof.get("decision_heads", {}).get("root"),
-            f"{where}: the decision heads recomputed from the store differ from its proof",
-        )
-        actions = fold.actions_by_status()
-        require(
-            actions["committed"] == proof["actions"].get("committed")
-            and actions["waived"] == proof["actions"].get("waived"),
-            f"{where}: the actions recomputed from the store differ from its proof",
-        )
-        recomputed = {
-            "missing": len(fold.admitted_inputs - fold.decided_inputs),
-            "unexpected": len(fold.decided_inputs - fold.admitted_inputs),
-            "pending": actions["requested"],
-            "failed": actions["failed"],
-        }
-        require(
-            recomputed == proof["reconciliation"],
-            f"{where}: the reconciliation recomputed from the store ({recomputed}) differs from its proof",
-        )
+    fold = folds[proof["run_id"]]
+    require(
+        merkle_root(fold.leaves) == proof["merkle"]["root"]
+        and len(fold.leaves) == proof["merkle"]["tree_size"],
+        f"{where}: the Merkle root over its stored events differs from its proof",
+    )
+    require(
+        (fold.admitted, fold.basis_digest) == (proof["basis"]["count"], proof["basis"]["digest"]),
+        f"{where}: the basis recomputed from the store differs from its proof",
+    )
+    require(
+        fold.by_outcome() == proof["decisions"]["by_outcome"],
+        f"{where}: the decision outcomes recomputed from the store differ from its proof",
+    )
+    require(
+        len(fold.outcomes) == proof["decisions"]["count"],
+        f"{where}: the decision count recomputed from the store differs from its proof",
+    )
+    require(
+        heads_root(fold.decision_heads) == proof.get("decision_heads", {}).get("root"),
+        f"{where}: the decision heads recomputed from the store differ from its proof",
+    )
+    actions = fold.actions_by_status()
+    require(
+        actions["committed"] == proof["actions"].get("committed")
+        and actions["waived"] == proof["actions"].get("waived"),
+        f"{where}: the actions recomputed from the store differ from its proof",
+    )
+    recomputed = {
+        "missing": len(fold.admitted_inputs - fold.decided_inputs),
+        "unexpected": len(fold.decided_inputs - fold.admitted_inputs),
+        "pending": actions["requested"],
+        "failed": actions["failed"],
+    }
+    require(
+        recomputed == proof["reconciliation"],
+        f"{where}: the reconciliation recomputed from the store ({recomputed}) differs from its proof",
+    )
 
 
 def _parsed_state(notification: Any) -> dict[str, Any]:
