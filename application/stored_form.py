@@ -13,14 +13,10 @@ import json
 
 from eventsourcing.persistence import JSONTranscoder
 
+from domain.canonical import CANONICAL_JSON_OPTIONS
+
 
 class CanonicalJSONTranscoder(JSONTranscoder):
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = json.JSONEncoder(
-            default=self._encode_obj,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            sort_keys=True,
-            allow_nan=False,
-        )
+        self.encoder = json.JSONEncoder(default=self._encode_obj, **CANONICAL_JSON_OPTIONS)

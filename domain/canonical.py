@@ -6,8 +6,16 @@ import hashlib
 import json
 from typing import Any
 
+#: What makes JSON canonical here: the options of every encoder that writes it.
+CANONICAL_JSON_OPTIONS: dict[str, Any] = {
+    "sort_keys": True,
+    "separators": (",", ":"),
+    "ensure_ascii": False,
+    "allow_nan": False,
+}
+
 #: One encoder for every call (json.dumps with options builds a new one each time).
-_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_encode = json.JSONEncoder(**CANONICAL_JSON_OPTIONS).encode
 
 
 def canonical_json(value: Any) -> bytes:

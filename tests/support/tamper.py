@@ -61,10 +61,7 @@ class RawEvents:
             )
 
     def state(self, position: int) -> dict[str, Any]:
-        [(state,)] = self.execute(
-            sql.SQL("SELECT state FROM {} WHERE {} = %s").format(self.events, self.position), (position,)
-        )
-        return json.loads(bytes(state))
+        return json.loads(self.stored_text(position))
 
     def stored_text(self, position: int) -> str:
         """The state as stored, byte for byte (as text)."""
