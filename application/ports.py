@@ -78,6 +78,28 @@ class StoredRow(NamedTuple):
     state: bytes
 
 
+class LoggedEvent(NamedTuple):
+    """A stored event, as stored, with its index row: what a projection reads of the log.
+    It serves as the event's position (an EventPosition's fields) and as its stored form
+    (what the library's mapper decodes)."""
+
+    position: int
+    originator_id: UUID | str
+    originator_version: int
+    topic: str
+    state: bytes
+    run_id: str
+    recorded_at: datetime
+
+
+def with_index_rows(rows: list[LoggedEvent]) -> list[LoggedEvent]:
+    """The rows, refused if an event has no index row (the log and its index disagree)."""
+    for row in rows:
+        if row.run_id is None:
+            raise LookupError(f"no index row for position {row.position}")
+    return rows
+
+
 class LedgerIndex(ABC):
     """Queries over the index tables, implemented by each back end's recorder."""
 
@@ -137,6 +159,11 @@ class LedgerIndex(ABC):
     def stored_events_between(self, after: int, up_to: int | None, limit: int) -> list[StoredRow]:
         """The stored events in position order, as they are stored: what a verifier
         reads, without the library's objects (half the cost of select_notifications)."""
+
+    @abstractmethod
+    def logged_events_between(self, after: int, up_to: int | None, limit: int) -> list[LoggedEvent]:
+        """The stored events in position order, each with its index row, in one query:
+        what the projections read of the log."""
 
 
 # --- First answers the API replays byte for byte ---------------------------------------

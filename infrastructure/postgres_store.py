@@ -14,11 +14,19 @@ import psycopg.errors
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow, args_row
+from psycopg.rows import DictRow, args_row, kwargs_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, StoredRow, TokenReceipt
-from infrastructure.append_only import APPEND_ONLY_MESSAGE
+from application.ports import (
+    EventPosition,
+    LedgerIndex,
+    LedgerIndexRows,
+    LoggedEvent,
+    StoredRow,
+    TokenReceipt,
+    with_index_rows,
+)
+from infrastructure.append_only import APPEND_ONLY_MESSAGE, postgres_append_only_triggers
 from infrastructure.eventsourcing_compat import unretried
 from infrastructure.postgres_ddl import SerialisedDDL, ddl_lock
 from infrastructure.postgres_outages import retrying
@@ -100,36 +108,16 @@ class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerI
                 message=Literal(APPEND_ONLY_MESSAGE.format(operation="%")),
             ),
         ]
-        return statements + self._append_only_statements([self.events_table_name, *self.tables.values()])
+        return statements + self._append_only([self.events_table_name, *self.tables.values()])
 
-    def _append_only_statements(self, tables: Sequence[str]) -> list[Composed]:
-        statements: list[Composed] = []
-        for table in tables:
-            statements += [
-                SQL(
-                    "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {table}"
-                    " FOR EACH ROW EXECUTE FUNCTION {function}()"
-                ).format(
-                    trigger=Identifier(f"{table}_append_only"),
-                    table=self._ident(table),
-                    function=self._ident(self.refuse_function),
-                ),
-                SQL(
-                    "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {table}"
-                    " FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-                ).format(
-                    trigger=Identifier(f"{table}_no_truncate"),
-                    table=self._ident(table),
-                    function=self._ident(self.refuse_function),
-                ),
-            ]
-        return statements
+    def _append_only(self, tables: Sequence[str]) -> list[Composed]:
+        return postgres_append_only_triggers(self.datastore.schema, tables, self.refuse_function)
 
     def protect(self, table: str) -> None:
         """Make another of the library's tables (the snapshots) refuse rewrites too."""
         with self.datastore.transaction(commit=True) as c:
             c.execute(ddl_lock(self.datastore.schema))
-            for statement in self._append_only_statements([table]):
+            for statement in self._append_only([table]):
                 c.execute(statement)
 
     # --- The library's calls, retried within the outage bounds (postgres_outages.py) ---
@@ -286,9 +274,10 @@ class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerI
     # --- Reading --------------------------------------------------------------------
 
     def _fetchall(
-        self, statement: Composed, params: Sequence[Any] = (), *, prepare: bool = True
-    ) -> list[DictRow]:
-        with self.datastore.get_connection() as conn, conn.cursor() as c:
+        self, statement: Composed, params: Sequence[Any] = (), *, prepare: bool = True, rows: Any = None
+    ) -> list[Any]:
+        """The rows of a statement: dicts, or what the `rows` factory makes of them."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=rows) as c:
             c.execute(statement, params, prepare=prepare)
             return c.fetchall()
 
@@ -321,18 +310,15 @@ class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerI
         rows = self._fetchall(SQL("{} WHERE t.token = ANY(%s)").format(self._receipts()), (list(tokens),))
         return {row["token"]: TokenReceipt(**row) for row in rows}
 
-    @staticmethod
-    def _event_position(row: DictRow) -> EventPosition:
-        return EventPosition(**row)
-
     def event_position(self, originator_id: UUID, originator_version: int) -> EventPosition | None:
         rows = self._fetchall(
             SQL("SELECT * FROM {} WHERE originator_id = %s AND originator_version = %s").format(
                 self._table("positions")
             ),
             (originator_id, originator_version),
+            rows=kwargs_row(EventPosition),
         )
-        return self._event_position(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def version_at(self, originator_id: UUID, position: int) -> int | None:
         rows = self._fetchall(
@@ -381,15 +367,27 @@ class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerI
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
             " WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(self._ident(self.events_table_name))
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=args_row(StoredRow)) as c:
-            c.execute(statement, (after, up_to if up_to is not None else 2**62, limit), prepare=True)
-            return c.fetchall()
+        return self._fetchall(statement, (after, _up_to(up_to), limit), rows=args_row(StoredRow))
+
+    def logged_events_between(self, after: int, up_to: int | None, limit: int) -> list[LoggedEvent]:
+        statement = SQL(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
+            " p.run_id, p.recorded_at FROM {} e LEFT JOIN {} p ON p.position = e.notification_id"
+            " WHERE e.notification_id > %s AND e.notification_id <= %s ORDER BY e.notification_id LIMIT %s"
+        ).format(self._ident(self.events_table_name), self._table("positions"))
+        return with_index_rows(
+            self._fetchall(statement, (after, _up_to(up_to), limit), rows=args_row(LoggedEvent))
+        )
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
-        rows = self._fetchall(
-            SQL("SELECT * FROM {} WHERE position > %s AND position <= %s ORDER BY position LIMIT %s").format(
-                self._table("positions")
-            ),
-            (after, up_to if up_to is not None else 2**62, limit),
+        statement = SQL("SELECT * FROM {} WHERE position > %s AND position <= %s ORDER BY position LIMIT %s")
+        return self._fetchall(
+            statement.format(self._table("positions")),
+            (after, _up_to(up_to), limit),
+            rows=kwargs_row(EventPosition),
         )
-        return [self._event_position(row) for row in rows]
+
+
+def _up_to(position: int | None) -> int:
+    """An inclusive upper bound on positions (None: the whole log)."""
+    return position if position is not None else 2**62

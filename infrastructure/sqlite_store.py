@@ -18,7 +18,15 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from application.ports import EventPosition, LedgerIndex, LedgerIndexRows, StoredRow, TokenReceipt
+from application.ports import (
+    EventPosition,
+    LedgerIndex,
+    LedgerIndexRows,
+    LoggedEvent,
+    StoredRow,
+    TokenReceipt,
+    with_index_rows,
+)
 from infrastructure.append_only import APPEND_ONLY_MESSAGE
 
 #: SQLite has no LISTEN/NOTIFY: followers poll the log this often (seconds).
@@ -323,6 +331,23 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
         )
         convert = self.convert_originator_id  # stored as hex text: a UUID, as the library reads it
         return [StoredRow(row[0], convert(row[1]), row[2], row[3], row[4]) for row in rows]
+
+    def logged_events_between(self, after: int, up_to: int | None, limit: int) -> list[LoggedEvent]:
+        rows = self._fetchall(
+            f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, p.run_id,"
+            f" p.recorded_at FROM {self.events_table_name} e LEFT JOIN ledger_positions p"
+            " ON p.position = e.rowid WHERE e.rowid > ? AND e.rowid <= ? ORDER BY e.rowid LIMIT ?",
+            (after, up_to if up_to is not None else 2**62, limit),
+        )
+        convert, moment = self.convert_originator_id, datetime.fromisoformat
+        return with_index_rows(
+            [
+                LoggedEvent(
+                    row[0], convert(row[1]), row[2], row[3], row[4], row[5], row[6] and moment(row[6])
+                )
+                for row in rows
+            ]
+        )
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(

@@ -149,6 +149,15 @@ class ViewStore(TrackingRecorder):
     def position(self) -> int:
         return self.max_tracking_id(self.upstream) or 0
 
+    def position_within(self, cursor: ViewCursor) -> int:
+        """The position applied, as the caller's transaction sees it."""
+        row = cursor.execute(
+            f"SELECT MAX(notification_id) AS position FROM {self.qualify(self.tracking_table)}"
+            " WHERE application_name = ?",
+            (self.upstream,),
+        ).fetchone()
+        return int(row["position"] or 0) if row else 0
+
     def commit_without_waiting(self, cursor: ViewCursor) -> None:
         """This transaction may commit without waiting for its flush to disk: a page of a
         projection, whose tracking row goes with its rows, so a page lost in a crash is

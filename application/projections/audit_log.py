@@ -3,13 +3,10 @@ the transparency log's Merkle tree over the same events (tree_levels.py)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import ApplicationRecorder
-
 from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
-from application.ports import EventPosition, LedgerIndex
+from application.ports import LedgerIndex, LoggedEvent
 from application.projections.base import LedgerProjection, LogPage, utc_text
 from application.projections.run_proof_trees import (
     PROOF_TREE_DDL,
@@ -53,9 +50,7 @@ class AuditLogProjection(LedgerProjection):
         *PROOF_TREE_DDL,
     )
 
-    def __init__(self, view: ViewStore, index: LedgerIndex, recorder: ApplicationRecorder) -> None:
-        self.recorder = recorder
-        self._stored: dict[int, Any] = {}
+    def __init__(self, view: ViewStore, index: LedgerIndex) -> None:
         self._previous_chain = GENESIS_CHAIN_HASH
         self._run_sequences: dict[str, int] = {}
         self._records: list[tuple[Any, ...]] = []
@@ -72,18 +67,7 @@ class AuditLogProjection(LedgerProjection):
         for part in batch_parts(page.events):
             if part and is_proved_commit(part[0][0]):
                 self._proof_trees.prepare(self.view, part[0][0].run_id, part[0][0].seal_position)
-            self._apply_part(replace(page, events=list(part)))
-
-    def _apply_part(self, page: LogPage) -> None:
-        # The chain and the tree hash the events' bytes as stored, not a re-encoding of the
-        # decoded events: a page from the live runner has not read them, so read them first,
-        # outside the page's transaction.
-        if page.stored is None and page.events:
-            first, last = page.events[0][1].notification_id, page.events[-1][1].notification_id
-            notifications = self.recorder.select_notifications(start=first, limit=last - first + 1, stop=last)
-            page = replace(page, stored={notification.id: notification for notification in notifications})
-        self._stored = page.stored or {}
-        super().apply_page(page)
+            super().apply_page(LogPage(list(part)))
 
     def _ddl_names(self) -> dict[str, str]:
         return {**self.t, **self.index_names}
@@ -118,10 +102,14 @@ class AuditLogProjection(LedgerProjection):
         self._run_sequences[run_id] += 1
         return self._run_sequences[run_id]
 
-    def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
-        stored = self._stored[position.position]
+    def apply(self, cursor: ViewCursor, domain_event: Any, position: LoggedEvent) -> None:
+        # The chain and the tree hash the event's bytes as stored, not a re-encoding.
         event_bytes = canonical_bytes(
-            position.position, stored.topic, stored.originator_id, stored.originator_version, stored.state
+            position.position,
+            position.topic,
+            position.originator_id,
+            position.originator_version,
+            position.state,
         )
         chain_hash = next_chain_hash(self._previous_chain, event_bytes)
         self._records.append(
@@ -141,7 +129,7 @@ class AuditLogProjection(LedgerProjection):
             ),
         )
         self._previous_chain = chain_hash
-        self._tree.append(position.position, stored)
+        self._tree.append(position.position, position)
         if is_proved_commit(domain_event):
             self._proof_trees.committed(position.run_id, domain_event.seal_position, position.position)
 

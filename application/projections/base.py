@@ -17,22 +17,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
 from application.election import Fence
-from application.ports import EventPosition, LedgerIndex
+from application.ports import LedgerIndex, LoggedEvent
 from infrastructure.view_store import ViewCursor, ViewStore
 
 
 @dataclass(frozen=True)
 class LogPage:
-    """Events of the log, in order, with their index rows by position and, when the
-    reader has them, the events as stored (by position)."""
+    """Events of the log, in order: each decoded, with its stored form and index row."""
 
-    events: list[tuple[Any, Tracking]]
-    positions: dict[int, EventPosition]
-    stored: dict[int, Notification] | None = None
+    events: list[tuple[Any, LoggedEvent]]
 
 
 class LedgerProjection(Projection[ViewStore]):
@@ -59,30 +56,40 @@ class LedgerProjection(Projection[ViewStore]):
         self.process_batch([(domain_event, tracking)])
 
     def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        """The batching runner's entry point: the events it has fetched, as one page."""
+        """The batching runner's entry point: the events it has fetched, as one page, each
+        with its stored form and index row (read in one query)."""
         if not batch:
             return
         first, last = batch[0][1].notification_id, batch[-1][1].notification_id
-        rows = self.index.events_between(first - 1, last, len(batch) * 2 + 10)
-        self.apply_page(LogPage(list(batch), {row.position: row for row in rows}))
+        rows = self.index.logged_events_between(first - 1, last, last - first + 1)
+        logged = {row.position: row for row in rows}
+        events = []
+        for domain_event, tracking in batch:
+            row = logged.get(tracking.notification_id)
+            if row is None:
+                raise LookupError(f"no stored event at position {tracking.notification_id}")
+            events.append((domain_event, row))
+        self.apply_page(LogPage(events))
 
     def apply_page(self, page: LogPage) -> None:
         """Apply a page of events, its rows and its tracking position in one transaction."""
         if not page.events:
             return
-        with self.view.cursor(commit=True) as cursor:
-            if self.fence is not None:
-                self.fence.check(cursor)
-            self.view.commit_without_waiting(cursor)
-            self.begin_batch(cursor, page)
-            positions = page.positions
-            for domain_event, tracking in page.events:
-                position = positions.get(tracking.notification_id)
-                if position is None:
-                    raise LookupError(f"no index row for position {tracking.notification_id}")
-                self.apply(cursor, domain_event, position)
-            self.end_batch(cursor)
-            self.view.track(cursor, page.events[-1][1])
+        last = page.events[-1][1].position
+        try:
+            with self.view.cursor(commit=True) as cursor:
+                if self.fence is not None:
+                    self.fence.check(cursor)
+                self.view.commit_without_waiting(cursor)
+                self.begin_batch(cursor, page)
+                for domain_event, logged in page.events:
+                    self.apply(cursor, domain_event, logged)
+                self.end_batch(cursor)
+                self.view.track(cursor, Tracking(self.view.upstream, last))
+        except BaseException:
+            self.page_abandoned()
+            raise
+        self.page_committed(last)
 
     def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
         """Read ahead, in a few queries, what the page's events will touch."""
@@ -90,9 +97,16 @@ class LedgerProjection(Projection[ViewStore]):
     def end_batch(self, cursor: ViewCursor) -> None:
         """Write what the page's events changed, in a few statements."""
 
+    def page_committed(self, position: int) -> None:
+        """The page up to `position` is stored: what a projection keeps of it still holds."""
+
+    def page_abandoned(self) -> None:
+        """The page was not stored: forget what was kept of it and of the pages before."""
+
     @abstractmethod
-    def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
-        """Fold one event. Events a view ignores still advance tracking."""
+    def apply(self, cursor: ViewCursor, domain_event: Any, position: LoggedEvent) -> None:
+        """Fold one event (`position` is its index row and stored form). Events a view
+        ignores still advance tracking."""
 
 
 def utc_text(moment: datetime) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 
-from eventsourcing.persistence import Tracking
-
 from application.ledger import DecisionLedger
 from application.projections.base import LogPage
 from application.read_ahead import read_ahead
@@ -24,22 +22,12 @@ def log_pages(
 
 
 def _pages(app: DecisionLedger, after: int, up_to: int | None, page: int) -> Iterator[LogPage]:
+    decode = app.mapper.to_domain_event
     position = after
     while True:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=page, stop=up_to, inclusive_of_start=False
-        )
-        if not notifications:
+        rows = app.index.logged_events_between(position, up_to, page)
+        if not rows:
             return
-        last = notifications[-1].id
-        events = [
-            (app.mapper.to_domain_event(notification), Tracking(app.name, notification.id))
-            for notification in notifications
-        ]
-        index_rows = app.index.events_between(position, last, len(notifications) * 2 + 10)
-        yield LogPage(
-            events,
-            {row.position: row for row in index_rows},
-            {notification.id: notification for notification in notifications},
-        )
-        position = last
+        # A logged event has the fields the mapper decodes (a StoredEvent's).
+        yield LogPage([(decode(row), row) for row in rows])  # type: ignore[arg-type]
+        position = rows[-1].position

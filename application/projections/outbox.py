@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from application.ports import EventPosition
+from application.ports import LoggedEvent
 from application.projections.base import LedgerProjection, utc_text
 from domain.action import Action
 from infrastructure.view_store import ViewCursor, ViewStore
@@ -43,7 +43,7 @@ class OutboxProjection(LedgerProjection):
     def _ddl_names(self) -> dict[str, str]:
         return {**self.t, **self.index_names}
 
-    def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
+    def apply(self, cursor: ViewCursor, domain_event: Any, position: LoggedEvent) -> None:
         if not isinstance(domain_event, Action.Event):
             return
         action_id = str(domain_event.originator_id)
@@ -63,7 +63,7 @@ class OutboxProjection(LedgerProjection):
         self,
         cursor: ViewCursor,
         action_id: str,
-        position: EventPosition,
+        position: LoggedEvent,
         kind: str,
         state: str,
         due: datetime,
@@ -82,7 +82,7 @@ class OutboxProjection(LedgerProjection):
         assert row is not None, action_id
         return str(row["kind"])
 
-    def _leave(self, cursor: ViewCursor, action_id: str, position: EventPosition) -> dict[str, Any] | None:
+    def _leave(self, cursor: ViewCursor, action_id: str, position: LoggedEvent) -> dict[str, Any] | None:
         current = cursor.execute(
             f"SELECT * FROM {self.t['queue']} WHERE action_id = ? AND valid_to IS NULL", (action_id,)
         ).fetchone()
@@ -94,7 +94,7 @@ class OutboxProjection(LedgerProjection):
         return current
 
     def _move(
-        self, cursor: ViewCursor, action_id: str, position: EventPosition, state: str, due: datetime
+        self, cursor: ViewCursor, action_id: str, position: LoggedEvent, state: str, due: datetime
     ) -> None:
         current = self._leave(cursor, action_id, position)
         assert current is not None, action_id

@@ -2,13 +2,15 @@
 as of a position (what `projections verify` compares with a rebuild).
 
 - summary:   one row per run per event of that run (the counts after that event).
-- inputs:    per (run, input): when it was admitted, when a decision was recorded.
-- decisions: per decision and version: its outcome then in force.
+- inputs:    per (run, input) admitted: when (rows are only ever inserted).
+- decisions: per decision and version: its outcome then in force. Its first version
+             says when its input was decided (one decision per run and input).
 - actions:   per action and version: its status.
 
 Reconciliation, as of position P:
   missing     = admitted at or before P, and not decided at or before P
   unexpected  = decided at or before P, and not admitted at or before P
+(each an anti-join of `inputs` and `decisions`, read only when its count is not zero).
   pending     = actions whose status at P is `requested`
   failed      = actions whose status at P is `failed` (neither retried nor waived)
 
@@ -54,7 +56,7 @@ SUMMARY_COLUMNS = (
     "updated_at",
 )
 
-INPUT_COLUMNS = ("run_id", "input_id", "admitted_at", "decided_at", "decision_id")
+INPUT_COLUMNS = ("run_id", "input_id", "admitted_at")
 DECISION_COLUMNS = (
     "decision_id",
     "valid_from",
@@ -78,14 +80,17 @@ RUN_VIEW_DDL = (
     " PRIMARY KEY (run_id, valid_from))",
     "CREATE INDEX IF NOT EXISTS {summary_current} ON {summary} (status, lane, run_id) WHERE valid_to IS NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS {summary_open_row} ON {summary} (run_id) WHERE valid_to IS NULL",
+    # Generations made before inputs were insert-only also have the columns decided_at
+    # and decision_id, and rows not admitted (admitted_at NULL): readers skip both.
     "CREATE TABLE IF NOT EXISTS {inputs} ("
-    " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT, decided_at BIGINT,"
-    " decision_id TEXT, PRIMARY KEY (run_id, input_id))",
+    " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT NOT NULL,"
+    " PRIMARY KEY (run_id, input_id))",
     "CREATE TABLE IF NOT EXISTS {decisions} ("
     " decision_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, outcome TEXT NOT NULL,"
     " effective_at TEXT NOT NULL, corrections INTEGER NOT NULL,"
     " PRIMARY KEY (decision_id, valid_from))",
+    "CREATE INDEX IF NOT EXISTS {decisions_input} ON {decisions} (run_id, input_id, valid_from)",
     "CREATE TABLE IF NOT EXISTS {actions} ("
     " action_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
@@ -106,13 +111,9 @@ def run_views_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tu
             (p, p),
         ),
         "inputs": (
-            "SELECT run_id, input_id,"
-            " CASE WHEN admitted_at <= ? THEN admitted_at END AS admitted_at,"
-            " CASE WHEN decided_at <= ? THEN decided_at END AS decided_at,"
-            " CASE WHEN decided_at <= ? THEN decision_id END AS decision_id"
-            f" FROM {t['inputs']} WHERE admitted_at <= ? OR decided_at <= ?"
+            f"SELECT run_id, input_id, admitted_at FROM {t['inputs']} WHERE admitted_at <= ?"
             " ORDER BY run_id, input_id",
-            (p, p, p, p, p),
+            (p,),
         ),
         "decisions": (
             f"SELECT decision_id, valid_from, {upto}, run_id, input_id, outcome, effective_at,"

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from application.ports import EventPosition
+from application.ports import LoggedEvent
 from application.projections.base import LedgerProjection, LogPage, utc_text
+from application.projections.run_inputs import RunInputs
 from application.projections.run_tables import (
     ACTION_COLUMNS,
     DECISION_COLUMNS,
@@ -50,18 +51,21 @@ class RunViewsProjection(LedgerProjection):
             "summary_current": f'"{view.projection}_g{view.generation}_summary_current"',
             "summary_open_row": f'"{view.projection}_g{view.generation}_summary_open_row"',
             "actions_run": f'"{view.projection}_g{view.generation}_actions_run"',
+            "decisions_input": f'"{view.projection}_g{view.generation}_decisions_input"',
         }
         super().__init__(view, index)
         self.summaries = VersionedRows(self.t["summary"], SUMMARY_COLUMNS, "run_id")
         self.decisions = VersionedRows(self.t["decisions"], DECISION_COLUMNS, "decision_id")
         self.actions = VersionedRows(self.t["actions"], ACTION_COLUMNS, "action_id")
+        self.inputs = RunInputs(self.t["inputs"], self.t["decisions"])
+        #: The position of the last page this object committed (None: none, or forgotten).
+        self._followed_through: int | None = None
         #: Each run's summary as the page's events change it (outcome counts as a dict).
         self._runs: dict[str, dict[str, Any]] = {}
-        #: The input rows the page reads and writes (None: no row), and those it changed.
-        self._inputs: dict[tuple[str, str], dict[str, Any] | None] = {}
-        self._changed_inputs: set[tuple[str, str]] = set()
+        #: The page's admissions: (run_id, input_id, admitted_at).
+        self._input_rows: list[tuple[str, str, int]] = []
         #: What each kind of event changes (a table of handlers: cheaper than a dispatch).
-        self._handlers: dict[type, Callable[[Any, Any, EventPosition], None]] = {
+        self._handlers: dict[type, Callable[[Any, Any, LoggedEvent], None]] = {
             Run.Opened: self._on_run_opened,
             Run.BasisAdmitted: self._on_run_basisadmitted,
             Run.Sealed: self._on_run_sealed,
@@ -84,69 +88,60 @@ class RunViewsProjection(LedgerProjection):
     # --- A page: read ahead, fold, write --------------------------------------------
 
     def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
-        """Read, in a few queries, the runs' summaries, the input rows, and the decisions
-        and actions stored in force, that the page's events will change."""
-        self._runs, self._inputs, self._changed_inputs = {}, {}, set()
-        inputs: dict[str, list[str]] = {}
+        """Read, in a few queries, what the page's events will change and this process
+        does not hold already: the runs' summaries, the other half of the inputs they
+        admit or decide, and the decisions and actions stored in force."""
+        if self.view.position_within(cursor) != self._followed_through:
+            self._forget()  # the tables moved on without this process
+        self._runs, self._input_rows = {}, []
+        admitted: dict[str, list[str]] = {}
+        decided: dict[str, list[str]] = {}
         recorded: set[str] = set()
         requested: set[str] = set()
         corrected: list[str] = []
         moved: list[str] = []
-        opened: set[str] = set()
+        opened: list[str] = []
         for domain_event, _ in page.events:
-            if isinstance(domain_event, Run.Opened):
-                opened.add(domain_event.run_id)
-            elif isinstance(domain_event, Decision.Recorded):
-                inputs.setdefault(domain_event.run_id, []).append(domain_event.input_id)
+            if isinstance(domain_event, Decision.Recorded):
+                decided.setdefault(domain_event.run_id, []).append(domain_event.input_id)
                 recorded.add(str(domain_event.originator_id))
             elif isinstance(domain_event, Run.BasisAdmitted):
-                inputs.setdefault(domain_event.run_id, []).extend(domain_event.input_ids)
+                admitted.setdefault(domain_event.run_id, []).extend(domain_event.input_ids)
+            elif isinstance(domain_event, Run.Opened):
+                opened.append(domain_event.run_id)
             elif isinstance(domain_event, Decision.Corrected):
                 corrected.append(str(domain_event.originator_id))
             elif isinstance(domain_event, Action.Requested):
                 requested.add(str(domain_event.originator_id))
             elif type(domain_event) in ACTION_MOVES:
                 moved.append(str(domain_event.originator_id))
-        run_ids = {
-            page.positions[tracking.notification_id].run_id
-            for _, tracking in page.events
-            if tracking.notification_id in page.positions
-        }
-        self.summaries.load(cursor, run_ids)
+        self.summaries.load(cursor, {logged.run_id for _, logged in page.events})
         self.decisions.load(cursor, [decision for decision in corrected if decision not in recorded])
         self.actions.load(cursor, [action for action in moved if action not in requested])
-        for run_id, input_ids in inputs.items():
-            wanted = list(dict.fromkeys(input_ids))
-            self._inputs.update(dict.fromkeys(((run_id, input_id) for input_id in wanted), None))
-            if run_id in opened:  # no input of a run opened in this page is stored
-                continue
-            rows = cursor.select_in(
-                f"SELECT input_id, admitted_at, decided_at, decision_id FROM {self.t['inputs']}"
-                " WHERE run_id = ? AND input_id IN (?*)",
-                (run_id,),
-                wanted,
-            )
-            for row in rows:
-                self._inputs[(run_id, row.pop("input_id"))] = {**row, "stored": True}
+        self.inputs.begin_page(cursor, opened, admitted, decided)
 
     def end_batch(self, cursor: ViewCursor) -> None:
-        self.summaries.flush(cursor)
+        self.inputs.end_page()
+        # The summaries in force of the runs still followed stay known to the next page.
+        self.summaries.flush(cursor, keep=self.inputs.is_followed)
         self.decisions.flush(cursor)
         self.actions.flush(cursor)
-        # Rows new in this page are inserted; rows that were stored are replaced. In key
-        # order: the table's rows then lie in the order its reconciliation scans read them.
-        new_rows: list[tuple[Any, ...]] = []
-        stored_rows: list[tuple[Any, ...]] = []
-        for key in sorted(self._changed_inputs):
-            row = self._inputs[key]
-            assert row is not None
-            values = (*key, row["admitted_at"], row["decided_at"], row["decision_id"])
-            (stored_rows if row.get("stored") else new_rows).append(values)
-        cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, new_rows)
-        cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, stored_rows, upsert_key=("run_id", "input_id"))
-        self._runs, self._inputs, self._changed_inputs = {}, {}, set()
+        # In key order: the table's rows then lie in the order its reconciliation scans read them.
+        cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, sorted(self._input_rows))
+        self._runs, self._input_rows = {}, []
 
-    def apply(self, cursor: ViewCursor, domain_event: Any, position: EventPosition) -> None:
+    def page_committed(self, position: int) -> None:
+        self._followed_through = position
+
+    def page_abandoned(self) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        self.inputs.forget()
+        self.summaries.reset()
+        self._followed_through = None
+
+    def apply(self, cursor: ViewCursor, domain_event: Any, position: LoggedEvent) -> None:
         summary = self._summary(position.run_id)
         handler = self._handlers.get(type(domain_event))
         if handler is not None:  # events this view does not need still count
@@ -179,7 +174,7 @@ class RunViewsProjection(LedgerProjection):
 
     # --- Runs --------------------------------------------------------------------------
 
-    def _on_run_opened(self, domain_event: Run.Opened, summary: Any, position: EventPosition) -> None:
+    def _on_run_opened(self, domain_event: Run.Opened, summary: Any, position: LoggedEvent) -> None:
         recorded_at = _recorded_text(position.recorded_at)
         self._runs[domain_event.run_id] = {
             "run_id": domain_event.run_id,
@@ -197,59 +192,41 @@ class RunViewsProjection(LedgerProjection):
         }
 
     def _on_run_basisadmitted(
-        self, domain_event: Run.BasisAdmitted, summary: Any, position: EventPosition
+        self, domain_event: Run.BasisAdmitted, summary: Any, position: LoggedEvent
     ) -> None:
+        inputs = self.inputs.of(domain_event.run_id)
         already_decided = 0
         for input_id in domain_event.input_ids:
-            key = (domain_event.run_id, input_id)
-            row = self._inputs[key]
-            if row is None:
-                self._inputs[key] = {
-                    "admitted_at": position.position,
-                    "decided_at": None,
-                    "decision_id": None,
-                }
-            else:
-                row["admitted_at"] = position.position
-                already_decided += 1
-            self._changed_inputs.add(key)
+            already_decided += inputs.admit(input_id)
+            self._input_rows.append((domain_event.run_id, input_id, position.position))
         summary["admitted_count"] = domain_event.admitted_total
         summary["basis_digest"] = domain_event.basis_digest
         summary["unexpected_count"] -= already_decided
         summary["missing_count"] += len(domain_event.input_ids) - already_decided
 
-    def _on_run_sealed(self, domain_event: Run.Sealed, summary: Any, position: EventPosition) -> None:
+    def _on_run_sealed(self, domain_event: Run.Sealed, summary: Any, position: LoggedEvent) -> None:
         summary["status"] = "sealed"
 
-    def _on_run_committed(self, domain_event: Run.Committed, summary: Any, position: EventPosition) -> None:
+    def _on_run_committed(self, domain_event: Run.Committed, summary: Any, position: LoggedEvent) -> None:
         summary["status"] = "committed"
 
-    def _on_run_rejected(self, domain_event: Run.Rejected, summary: Any, position: EventPosition) -> None:
+    def _on_run_rejected(self, domain_event: Run.Rejected, summary: Any, position: LoggedEvent) -> None:
         summary["status"] = "rejected"
 
-    def _on_run_reopened(self, domain_event: Run.Reopened, summary: Any, position: EventPosition) -> None:
+    def _on_run_reopened(self, domain_event: Run.Reopened, summary: Any, position: LoggedEvent) -> None:
         summary["status"] = "open"
         summary["attempt"] = domain_event.attempt
 
     # --- Decisions -------------------------------------------------------------------
 
     def _on_decision_recorded(
-        self, domain_event: Decision.Recorded, summary: Any, position: EventPosition
+        self, domain_event: Decision.Recorded, summary: Any, position: LoggedEvent
     ) -> None:
         decision_id = str(domain_event.originator_id)
-        key = (domain_event.run_id, domain_event.input_id)
-        row = self._inputs[key]
-        if row is None:
-            self._inputs[key] = {
-                "admitted_at": None,
-                "decided_at": position.position,
-                "decision_id": decision_id,
-            }
-            summary["unexpected_count"] += 1
-        else:
-            row["decided_at"], row["decision_id"] = position.position, decision_id
+        if self.inputs.of(domain_event.run_id).decide(domain_event.input_id):
             summary["missing_count"] -= 1
-        self._changed_inputs.add(key)
+        else:
+            summary["unexpected_count"] += 1
         self.decisions.add(
             {
                 "decision_id": decision_id,
@@ -266,7 +243,7 @@ class RunViewsProjection(LedgerProjection):
         _count(summary["outcome_counts"], domain_event.outcome, +1)
 
     def _on_decision_corrected(
-        self, domain_event: Decision.Corrected, summary: Any, position: EventPosition
+        self, domain_event: Decision.Corrected, summary: Any, position: LoggedEvent
     ) -> None:
         decision_id = str(domain_event.originator_id)
         current = self.decisions.current(decision_id)
@@ -292,7 +269,7 @@ class RunViewsProjection(LedgerProjection):
     # --- Actions ----------------------------------------------------------------------
 
     def _on_action_requested(
-        self, domain_event: Action.Requested, summary: Any, position: EventPosition
+        self, domain_event: Action.Requested, summary: Any, position: LoggedEvent
     ) -> None:
         self.actions.add(
             {
@@ -309,13 +286,13 @@ class RunViewsProjection(LedgerProjection):
         summary["actions_pending"] += 1
 
     def _on_action_committed(
-        self, domain_event: Action.Committed, summary: Any, position: EventPosition
+        self, domain_event: Action.Committed, summary: Any, position: LoggedEvent
     ) -> None:
         previous = self._move_action(domain_event, position)
         summary["actions_committed"] += 1
         summary["actions_pending" if previous == "requested" else "actions_failed"] -= 1
 
-    def _on_action_failed(self, domain_event: Action.Failed, summary: Any, position: EventPosition) -> None:
+    def _on_action_failed(self, domain_event: Action.Failed, summary: Any, position: LoggedEvent) -> None:
         previous = self._move_action(domain_event, position)
         if previous == "requested":
             summary["actions_pending"] -= 1
@@ -326,21 +303,21 @@ class RunViewsProjection(LedgerProjection):
             summary["dead_letters"] += int(domain_event.retryable)
 
     def _on_action_deliverystarted(
-        self, domain_event: Action.DeliveryStarted, summary: Any, position: EventPosition
+        self, domain_event: Action.DeliveryStarted, summary: Any, position: LoggedEvent
     ) -> None:
         summary["delivery_attempts"] += 1
 
     def _on_action_deliveryfailed(
-        self, domain_event: Action.DeliveryFailed, summary: Any, position: EventPosition
+        self, domain_event: Action.DeliveryFailed, summary: Any, position: LoggedEvent
     ) -> None:
         summary["delivery_failures"] += 1
 
-    def _on_action_waived(self, domain_event: Action.Waived, summary: Any, position: EventPosition) -> None:
+    def _on_action_waived(self, domain_event: Action.Waived, summary: Any, position: LoggedEvent) -> None:
         self._move_action(domain_event, position)
         summary["actions_failed"] -= 1
         summary["actions_waived"] += 1
 
-    def _move_action(self, domain_event: Any, position: EventPosition) -> str:
+    def _move_action(self, domain_event: Any, position: LoggedEvent) -> str:
         """A new version of the action, in its new status; answers the status before."""
         action_id = str(domain_event.originator_id)
         current = self.actions.current(action_id)

@@ -57,7 +57,7 @@ PROJECTION_KINDS: dict[str, ProjectionKind] = {
         ProjectionKind(
             "audit",
             AuditLogProjection.table_names,
-            lambda view, app: AuditLogProjection(view, app.index, app.recorder),
+            lambda view, app: AuditLogProjection(view, app.index),
             audit_log_as_of,
         ),
         ProjectionKind(
@@ -182,7 +182,7 @@ class Projections:
         with closing(log_pages(self.app, after=position, up_to=up_to, page=page)) as pages:
             for log_page in pages:
                 projection.apply_page(log_page)
-                position = log_page.events[-1][1].notification_id
+                position = log_page.events[-1][1].position
                 if on_progress:
                     on_progress(len(log_page.events))
         return position

@@ -9,7 +9,7 @@ may allow one open row per key), then the new rows are inserted in a few stateme
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -60,10 +60,15 @@ class VersionedRows:
                 self._closes.append((position, key, stored_from))
         return previous
 
-    def flush(self, cursor: ViewCursor) -> None:
+    def flush(self, cursor: ViewCursor, keep: Callable[[Any], bool] | None = None) -> None:
+        """Write the page's rows. The versions in force of the keys `keep` names stay
+        known to the next page (as stored: it need not read them again)."""
         cursor.executemany(
             f"UPDATE {self.table} SET valid_to = ? WHERE {self.key} = ? AND valid_from = ?", self._closes
         )
         columns_of = itemgetter(*self.columns)
         cursor.insert_rows(self.table, self.columns, [columns_of(row) for row in self._new])
+        kept = {key: row for key, row in self._current.items() if keep is not None and keep(key)}
         self.reset()
+        self._current = kept
+        self._stored_from = {key: row["valid_from"] for key, row in kept.items()}

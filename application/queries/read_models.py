@@ -185,6 +185,10 @@ class ReadModels:
         category: str | None = None,
         after: str | None = None,
     ) -> ReconciliationView:
+        if category is not None and category not in RECONCILIATION_CATEGORIES:
+            raise errors.InvalidCommand(
+                f"category must be one of {', '.join(RECONCILIATION_CATEGORIES)}", field="category"
+            )
         summary = self.summary(run_id, as_of_position=as_of_position)
         position = summary.as_of_position
         counts = {
@@ -196,7 +200,8 @@ class ReadModels:
         wanted = RECONCILIATION_CATEGORIES if category is None else (category,)
         categories = {}
         for name in wanted:
-            ids = self._category_ids(run_id, name, position, limit + 1, after)
+            # A category the summary counts as empty has no IDs to look for.
+            ids = self._category_ids(run_id, name, position, limit + 1, after) if counts[name] else []
             categories[name] = CategoryPage(
                 count=counts[name], ids=ids[:limit], next_after=ids[limit - 1] if len(ids) > limit else None
             )
@@ -207,15 +212,19 @@ class ReadModels:
     ) -> list[str]:
         tables = self.projections.live_tables("runs")
         store = self.projections.live_store("runs")
-        if category == "missing":
+        if category == "missing":  # admitted, and no decision yet
             statement = (
-                f"SELECT input_id AS id FROM {tables['inputs']} WHERE run_id = ? AND admitted_at <= ?"
-                " AND (decided_at IS NULL OR decided_at > ?) AND input_id > ? ORDER BY input_id LIMIT ?"
+                f"SELECT a.input_id AS id FROM {tables['inputs']} a WHERE a.run_id = ? AND a.admitted_at <= ?"
+                f" AND NOT EXISTS (SELECT 1 FROM {tables['decisions']} d WHERE d.run_id = a.run_id"
+                " AND d.input_id = a.input_id AND d.valid_from <= ?)"
+                " AND a.input_id > ? ORDER BY a.input_id LIMIT ?"
             )
-        elif category == "unexpected":
+        elif category == "unexpected":  # decided (a decision's first version), and not admitted yet
             statement = (
-                f"SELECT input_id AS id FROM {tables['inputs']} WHERE run_id = ? AND decided_at <= ?"
-                " AND (admitted_at IS NULL OR admitted_at > ?) AND input_id > ? ORDER BY input_id LIMIT ?"
+                f"SELECT d.input_id AS id FROM {tables['decisions']} d WHERE d.run_id = ? AND d.valid_from <= ?"
+                f" AND d.corrections = 0 AND NOT EXISTS (SELECT 1 FROM {tables['inputs']} a"
+                " WHERE a.run_id = d.run_id AND a.input_id = d.input_id AND a.admitted_at <= ?)"
+                " AND d.input_id > ? ORDER BY d.input_id LIMIT ?"
             )
         elif category in ("pending", "failed"):
             status = "requested" if category == "pending" else "failed"
