@@ -13,7 +13,6 @@ checked against a strict pattern and double-quoted, so they are safe in both dia
 
 from __future__ import annotations
 
-import json
 import re
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,25 +74,17 @@ class ViewCursor:
             rows += self.execute(expanded, [*params, *chunk]).fetchall()
         return rows
 
-    def insert_rows(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        *,
-        upsert_key: Sequence[str] = (),
-    ) -> None:
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows set-based: executemany on SQLite (in process, one transaction),
-        COPY on PostgreSQL (one round trip per page). With `upsert_key`, a row whose key
-        is stored replaces that row's other columns (on PostgreSQL, one INSERT … ON CONFLICT
-        over the rows sent as one JSON parameter)."""
+        COPY on PostgreSQL (one round trip per page)."""
         if not rows:
             return
         if hasattr(self.native, "insert_rows"):
-            self.native.insert_rows(table, columns, rows, upsert_key)
+            self.native.insert_rows(table, columns, rows)
             return
-        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        self.executemany(statement + on_conflict(columns, upsert_key), rows)
+        self.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
+        )
 
     def fetchone(self) -> dict[str, Any] | None:
         row = self.native.fetchone()
@@ -101,14 +92,6 @@ class ViewCursor:
 
     def fetchall(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self.native.fetchall()]
-
-
-def on_conflict(columns: Sequence[str], key: Sequence[str]) -> str:
-    """The clause that makes an INSERT replace the other columns of a row whose key is stored."""
-    if not key:
-        return ""
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
-    return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
 
 
 class ViewStore(TrackingRecorder):
@@ -326,23 +309,10 @@ class _PostgresRows:
         )
         return self.cursor.fetchall()
 
-    def insert_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], upsert_key: Sequence[str]
-    ) -> None:
-        names = ", ".join(columns)
-        if not upsert_key:
-            with self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        # The rows as one JSON document, typed by the table's own row type.
-        document = json.dumps([dict(zip(columns, row, strict=True)) for row in rows])
-        self.cursor.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table}, %s::json)"
-            + on_conflict(columns, upsert_key),
-            (document,),
-            prepare=False,
-        )
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def fetchone(self) -> Any:
         return self.cursor.fetchone()

@@ -116,3 +116,24 @@ def test_runs_let_go_beyond_the_bounds_are_asked_of_the_tables(
         assert len(runs.inputs._followed) <= 1  # type: ignore[attr-defined]
 
     assert reconciled(projections) == EXPECTED
+
+
+#: The inputs table as generations made before it was insert-only have it.
+OLDER_INPUTS_DDL = (
+    "CREATE TABLE {inputs} (run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT,"
+    " decided_at BIGINT, decision_id TEXT, PRIMARY KEY (run_id, input_id))"
+)
+
+
+def test_a_generation_with_the_older_inputs_table_keeps_following(ledger: DecisionLedger) -> None:
+    projections = Projections(ledger)
+    generation = projections.store("runs", 0).claim_generation(make_live=True)
+    store = projections.store("runs", generation)
+    with store.cursor(commit=True) as cursor:
+        cursor.execute(OLDER_INPUTS_DDL.format(inputs=store.table("inputs")))
+    write_history(ledger)
+    runs = projections.kind("runs").build(store, ledger)
+    projections.catch_up(runs, page=2)
+
+    assert reconciled(projections) == EXPECTED
+    assert projections.verify("runs") == (ledger.index.head_position(), [])
