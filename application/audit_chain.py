@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any
 from uuid import UUID
@@ -56,22 +57,13 @@ def as_stored_event_bytes(
     state is canonical JSON, as the ledger writes it (application/stored_form.py), and
     built without writing the state again. (Otherwise they differ, and a verifier that
     compares their hash with the audit log falls back to canonical_event_bytes.)"""
-    return b"".join(
-        (
-            b'{"aggregate_id":',
-            _json_text(_uuid_text(aggregate_id)),
-            b',"position":',
-            _json_text(position),
-            b',"state":',
-            stored,
-            b',"timestamp":',
-            _json_text(event_timestamp(parsed)),
-            b',"type":',
-            _json_text(topic),
-            b',"version":',
-            _json_text(version),
-            b"}",
-        )
+    return b'{"aggregate_id":"%s","position":%d,"state":%s,"timestamp":%s,"type":%s,"version":%d}' % (
+        _uuid_text(aggregate_id).encode(),  # hex digits and dashes: nothing to escape
+        position,
+        stored,
+        _json_text(event_timestamp(parsed)),
+        _topic_text(topic),
+        version,
     )
 
 
@@ -83,6 +75,12 @@ def _json_text(value: Any) -> bytes:
     if type(value) is int:
         return str(value).encode()
     return canonical_json(value)
+
+
+@lru_cache(maxsize=256)
+def _topic_text(topic: str) -> bytes:
+    """A topic as canonical JSON (a ledger has a few dozen)."""
+    return _json_text(topic)
 
 
 def event_timestamp(parsed: dict[str, Any]) -> Any:

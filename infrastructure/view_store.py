@@ -91,7 +91,10 @@ class ViewCursor:
         return None if row is None else dict(row)
 
     def fetchall(self) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.native.fetchall()]
+        rows = self.native.fetchall()
+        if rows and type(rows[0]) is dict:  # PostgreSQL's rows are dicts already
+            return rows  # type: ignore[no-any-return]
+        return [dict(row) for row in rows]
 
 
 class ViewStore(TrackingRecorder):
