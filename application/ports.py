@@ -80,8 +80,8 @@ class StoredRow(NamedTuple):
 
 class LoggedEvent(NamedTuple):
     """A stored event, as stored, with its index row: what a projection reads of the log.
-    It serves as the event's position (an EventPosition's fields) and as its stored form
-    (what the library's mapper decodes)."""
+    It serves as the event's position and as its stored form (what the library's mapper
+    decodes)."""
 
     position: int
     originator_id: UUID | str
@@ -89,7 +89,8 @@ class LoggedEvent(NamedTuple):
     topic: str
     state: bytes
     run_id: str
-    recorded_at: datetime
+    #: When the event became known, as fixed-width UTC text (how the views store it).
+    recorded_text: str
 
 
 def with_index_rows(rows: list[LoggedEvent]) -> list[LoggedEvent]:

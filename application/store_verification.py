@@ -18,6 +18,7 @@ from application.audit_chain import (
     merkle_root,
     next_chain_hash,
 )
+from application.gc_pauses import fewer_collections
 from application.proof_checks import VerificationFailed, require
 from application.proofs import heads_root
 from application.read_ahead import read_ahead
@@ -155,6 +156,7 @@ class StoreVerifier:
         # Both are read ahead by threads: closing them stops the threads before anything
         # can close the connections they read with (a failure ends the walk early).
         with (
+            fewer_collections(),
             closing(self.audit_records(from_position - 1, to_position)) as recorded,
             closing(self.stored_events(from_position - 1, to_position)) as events,
         ):

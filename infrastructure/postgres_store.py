@@ -372,7 +372,8 @@ class PostgresLedgerRecorder(SerialisedDDL, PostgresApplicationRecorder, LedgerI
     def logged_events_between(self, after: int, up_to: int | None, limit: int) -> list[LoggedEvent]:
         statement = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
-            " p.run_id, p.recorded_at FROM {} e LEFT JOIN {} p ON p.position = e.notification_id"
+            " p.run_id, to_char(p.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+            " FROM {} e LEFT JOIN {} p ON p.position = e.notification_id"
             " WHERE e.notification_id > %s AND e.notification_id <= %s ORDER BY e.notification_id LIMIT %s"
         ).format(self._ident(self.events_table_name), self._table("positions"))
         return with_index_rows(

@@ -339,15 +339,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
             " ON p.position = e.rowid WHERE e.rowid > ? AND e.rowid <= ? ORDER BY e.rowid LIMIT ?",
             (after, up_to if up_to is not None else 2**62, limit),
         )
-        convert, moment = self.convert_originator_id, datetime.fromisoformat
-        return with_index_rows(
-            [
-                LoggedEvent(
-                    row[0], convert(row[1]), row[2], row[3], row[4], row[5], row[6] and moment(row[6])
-                )
-                for row in rows
-            ]
-        )
+        convert = self.convert_originator_id  # recorded_at is stored as the views' UTC text
+        return with_index_rows([LoggedEvent(row[0], convert(row[1]), *row[2:]) for row in rows])
 
     def events_between(self, after: int, up_to: int | None, limit: int) -> list[EventPosition]:
         rows = self._fetchall(

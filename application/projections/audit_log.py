@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from application.audit_chain import GENESIS_CHAIN_HASH, canonical_bytes, leaf_hash, next_chain_hash
 from application.ports import LedgerIndex, LoggedEvent
-from application.projections.base import LedgerProjection, LogPage, utc_text
+from application.projections.base import LedgerProjection, LogPage
 from application.projections.run_proof_trees import (
     PROOF_TREE_DDL,
     PROOF_TREE_TABLES,
@@ -115,7 +115,7 @@ class AuditLogProjection(LedgerProjection):
         self._records.append(
             (
                 position.position,
-                utc_text(position.recorded_at),
+                position.recorded_text,
                 position.run_id,
                 str(domain_event.originator_id),
                 domain_event.originator_version,

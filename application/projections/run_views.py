@@ -150,7 +150,7 @@ class RunViewsProjection(LedgerProjection):
         assert summary is not None, f"an event of run {position.run_id!r} before it was opened"
         summary["event_count"] += 1
         summary["last_position"] = position.position
-        summary["updated_at"] = _recorded_text(position.recorded_at)
+        summary["updated_at"] = position.recorded_text
         self.summaries.add(
             {
                 **summary,
@@ -175,7 +175,7 @@ class RunViewsProjection(LedgerProjection):
     # --- Runs --------------------------------------------------------------------------
 
     def _on_run_opened(self, domain_event: Run.Opened, summary: Any, position: LoggedEvent) -> None:
-        recorded_at = _recorded_text(position.recorded_at)
+        recorded_at = position.recorded_text
         self._runs[domain_event.run_id] = {
             "run_id": domain_event.run_id,
             "attempt": domain_event.attempt,
@@ -335,9 +335,6 @@ class RunViewsProjection(LedgerProjection):
 
 #: An outcome as a JSON string (outcomes are few, and encoded once each).
 _quoted = lru_cache(maxsize=1024)(json.dumps)
-
-#: An index row's time as text (the events of one transaction share it).
-_recorded_text = lru_cache(maxsize=256)(utc_text)
 
 
 def _counts_text(counts: dict[str, int]) -> str:

@@ -17,6 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from application.gc_pauses import fewer_collections
 from application.ledger import DecisionLedger
 from application.projections.audit_log import AuditLogProjection, audit_log_as_of
 from application.projections.base import LedgerProjection
@@ -179,7 +180,10 @@ class Projections:
         the new position."""
         position = projection.view.position()
         # Closed on the way out, even by an error: its reading thread stops first.
-        with closing(log_pages(self.app, after=position, up_to=up_to, page=page)) as pages:
+        with (
+            fewer_collections(),
+            closing(log_pages(self.app, after=position, up_to=up_to, page=page)) as pages,
+        ):
             for log_page in pages:
                 projection.apply_page(log_page)
                 position = log_page.events[-1][1].position

@@ -1,15 +1,17 @@
-"""`audit verify` reads the stored events through `LedgerIndex.stored_events_between`
-(without the library's objects): it must return what the library's
-`select_notifications` returns, position for position, on both back ends."""
+"""`audit verify` reads the stored events through `LedgerIndex.stored_events_between`,
+and the projections through `LedgerIndex.logged_events_between` (each event with its
+index row), without the library's objects: they must return what the library's
+`select_notifications` and the index return, position for position, on both back ends."""
 
 from __future__ import annotations
 
 from application.ledger import DecisionLedger
+from application.projections.base import utc_text
 from domain.commands import AdmitInputs, ModelRef, OpenRun, RecordDecision
 from tests.support.ledger_commands import commands_of
 
 
-def test_the_verifiers_reader_returns_what_the_library_reads(ledger: DecisionLedger) -> None:
+def write_a_run(ledger: DecisionLedger) -> None:
     commands = commands_of(ledger)
     commands.runs.open(OpenRun(token="open", actor="ops", run_id="run-rows", lane="fraud"))
     commands.runs.admit(AdmitInputs(token="basis", actor="ops", run_id="run-rows", input_ids=("a", "b", "c")))
@@ -25,10 +27,18 @@ def test_the_verifiers_reader_returns_what_the_library_reads(ledger: DecisionLed
                 model=ModelRef("gbm", "7"),
             )
         )
-    library = [
+
+
+def library_rows(ledger: DecisionLedger) -> list[tuple[object, ...]]:
+    return [
         (n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
         for n in ledger.recorder.select_notifications(start=None, limit=100)
     ]
+
+
+def test_the_verifiers_reader_returns_what_the_library_reads(ledger: DecisionLedger) -> None:
+    write_a_run(ledger)
+    library = library_rows(ledger)
     assert len(library) == 5
 
     # Whole, and in pages of 2 between two positions, as the verifier walks them.
@@ -38,3 +48,14 @@ def test_the_verifiers_reader_returns_what_the_library_reads(ledger: DecisionLed
         walked += [tuple(row) for row in page]
         position = page[-1].id
     assert walked == library[1:4]
+
+
+def test_the_projections_reader_returns_each_stored_event_with_its_index_row(ledger: DecisionLedger) -> None:
+    write_a_run(ledger)
+    index_rows = ledger.index.events_between(0, None, 100)
+    expected = [
+        (*stored, row.run_id, utc_text(row.recorded_at))
+        for stored, row in zip(library_rows(ledger), index_rows, strict=True)
+    ]
+    assert [tuple(row) for row in ledger.index.logged_events_between(0, None, 100)] == expected
+    assert [tuple(row) for row in ledger.index.logged_events_between(1, 4, 2)] == expected[1:3]
