@@ -12,6 +12,7 @@ forgotten when a page fails or another writer moved the tables on.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from infrastructure.view_store import ViewCursor
 
 #: Runs followed at most, and open inputs held at most over all of them.
-MAX_FOLLOWED_RUNS = 10_000
+MAX_FOLLOWED_RUNS = 1_000
 MAX_OPEN_INPUTS = 250_000
+#: Bytes a set may hold per member before it is made anew (a fresh one takes 40 to 130).
+ROOM_PER_INPUT = 256
 
 
 @dataclass
@@ -48,6 +51,14 @@ class OpenInputs:
 
     def size(self) -> int:
         return len(self.undecided) + len(self.unadmitted)
+
+    def compact(self) -> None:
+        """A set keeps the room it once needed: once most of it is free, make it anew
+        (a run whose basis is all decided then holds next to nothing)."""
+        if sys.getsizeof(self.undecided) > ROOM_PER_INPUT * (len(self.undecided) + 8):
+            self.undecided = set(self.undecided)
+        if sys.getsizeof(self.unadmitted) > ROOM_PER_INPUT * (len(self.unadmitted) + 8):
+            self.unadmitted = set(self.unadmitted)
 
 
 class RunInputs:
@@ -111,6 +122,8 @@ class RunInputs:
     def end_page(self) -> None:
         """Drop this page's answers and, beyond the bounds, the least recently used runs."""
         self._asked = {}
+        for inputs in self._followed.values():
+            inputs.compact()
         open_inputs = sum(inputs.size() for inputs in self._followed.values())
         while self._followed and (len(self._followed) > MAX_FOLLOWED_RUNS or open_inputs > MAX_OPEN_INPUTS):
             _, inputs = self._followed.popitem(last=False)
