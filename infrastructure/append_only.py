@@ -10,28 +10,23 @@ from psycopg.sql import SQL, Composed, Identifier
 APPEND_ONLY_MESSAGE = "decision-ledger: the ledger is append-only; {operation} is refused"
 
 
+#: Each trigger's name suffix, and when it fires.
+_TRIGGERS = (
+    ("append_only", "BEFORE UPDATE OR DELETE ON {table} FOR EACH ROW"),
+    ("no_truncate", "BEFORE TRUNCATE ON {table} FOR EACH STATEMENT"),
+)
+
+
 def postgres_append_only_triggers(schema: str, tables: Sequence[str], refuse_function: str) -> list[Composed]:
     """Triggers that make each table refuse UPDATE, DELETE and TRUNCATE, by calling the
     schema's refusing function."""
     function = SQL("{}.{}").format(Identifier(schema), Identifier(refuse_function))
-    statements: list[Composed] = []
-    for table in tables:
-        statements += [
-            SQL(
-                "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {table}"
-                " FOR EACH ROW EXECUTE FUNCTION {function}()"
-            ).format(
-                trigger=Identifier(f"{table}_append_only"),
-                table=SQL("{}.{}").format(Identifier(schema), Identifier(table)),
-                function=function,
-            ),
-            SQL(
-                "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {table}"
-                " FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-            ).format(
-                trigger=Identifier(f"{table}_no_truncate"),
-                table=SQL("{}.{}").format(Identifier(schema), Identifier(table)),
-                function=function,
-            ),
-        ]
-    return statements
+    return [
+        SQL("CREATE OR REPLACE TRIGGER {trigger} " + when + " EXECUTE FUNCTION {function}()").format(
+            trigger=Identifier(f"{table}_{suffix}"),
+            table=SQL("{}.{}").format(Identifier(schema), Identifier(table)),
+            function=function,
+        )
+        for table in tables
+        for suffix, when in _TRIGGERS
+    ]
