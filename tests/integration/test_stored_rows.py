@@ -5,10 +5,14 @@ index row), without the library's objects: they must return what the library's
 
 from __future__ import annotations
 
+import pytest
+
 from application.ledger import DecisionLedger
 from application.projections.base import utc_text
+from application.projections.runtime import Projections
 from domain.commands import AdmitInputs, ModelRef, OpenRun, RecordDecision
 from tests.support.ledger_commands import commands_of
+from tests.support.tamper import raw_events
 
 
 def write_a_run(ledger: DecisionLedger) -> None:
@@ -59,3 +63,21 @@ def test_the_projections_reader_returns_each_stored_event_with_its_index_row(led
     ]
     assert [tuple(row) for row in ledger.index.logged_events_between(0, None, 100)] == expected
     assert [tuple(row) for row in ledger.index.logged_events_between(1, 4, 2)] == expected[1:3]
+
+
+def test_an_event_stored_without_its_index_row_stops_the_projections(
+    ledger: DecisionLedger, database_url: str
+) -> None:
+    write_a_run(ledger)
+    head = ledger.index.head_position()
+    # Written behind the ledger's back: an event the index never heard of.
+    with raw_events(database_url) as events:
+        events.insert_copy(head, version=99, position=head + 1)
+
+    with pytest.raises(LookupError, match=f"no index row for position {head + 1}"):
+        ledger.index.logged_events_between(0, None, 100)
+    projections = Projections(ledger)
+    runs = projections.kind("runs").build(projections.live_store("runs"), ledger)
+    with pytest.raises(LookupError, match=f"position {head + 1}"):
+        projections.catch_up(runs)
+    assert runs.view.position() < head + 1  # nothing of the page with it was applied
