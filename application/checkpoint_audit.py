@@ -58,7 +58,7 @@ class CheckpointAudit:
     def _stored_events(self, after: int) -> Iterator[list[Any]]:
         position = after
         while True:
-            page = self.recorder.select_notifications(start=position, limit=PAGE, inclusive_of_start=False)
+            page = self.recorder.stored_events_between(position, None, PAGE)
             if not page:
                 return
             yield page
