@@ -4,7 +4,8 @@ thresholds the collector scans them again at every 700 allocations. Measured on 
 100,000-event rebuild of the runs view (PostgreSQL): about a tenth of its time.
 
 The thresholds belong to the process, so they are raised once for all the jobs that
-run at a time, and put back when the last one ends.
+run at a time, and put back when the last one ends (in a server process, to the setting
+interfaces/serving.py gave it).
 """
 
 from __future__ import annotations
