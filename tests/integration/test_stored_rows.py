@@ -6,6 +6,7 @@ index row), without the library's objects: they must return what the library's
 from __future__ import annotations
 
 import pytest
+from eventsourcing.persistence import Tracking
 
 from application.ledger import DecisionLedger
 from application.projections.base import utc_text
@@ -81,3 +82,18 @@ def test_an_event_stored_without_its_index_row_stops_the_projections(
     with pytest.raises(LookupError, match=f"position {head + 1}"):
         projections.catch_up(runs)
     assert runs.view.position() < head + 1  # nothing of the page with it was applied
+
+
+def test_a_runner_batch_naming_a_position_the_store_lacks_is_refused_whole(ledger: DecisionLedger) -> None:
+    write_a_run(ledger)
+    head = ledger.index.head_position()
+    projections = Projections(ledger)
+    runs = projections.kind("runs").build(projections.live_store("runs"), ledger)
+    stored = ledger.recorder.select_notifications(start=None, limit=100)
+    batch = [(ledger.mapper.to_domain_event(n), Tracking(ledger.name, n.id)) for n in stored]
+    # The runner's last event names a position past the log's head.
+    batch.append((batch[-1][0], Tracking(ledger.name, head + 5)))
+
+    with pytest.raises(LookupError, match=f"no stored event at position {head + 5}"):
+        runs.process_batch(batch)
+    assert runs.view.position() == 0  # nothing of the batch was applied
