@@ -95,6 +95,9 @@ def test_one_dispatcher_delivers_and_the_other_takes_over_when_it_stops(
 
         # Round after round, the leader alone sends; the standby never even claims.
         first = deliver_rounds(service, receiver, "led")
+        # A dispatcher counts a delivery just after saving it: the last count may trail
+        # the action's committed state by a moment.
+        wait_until(lambda: delivered(leader) == len(first), 5)
         assert (delivered(leader), delivered(standby)) == (len(first), 0)
         assert (claims_lost(leader), claims_lost(standby)) == (0, 0)
         assert leader.leading and not standby.leading
@@ -105,6 +108,7 @@ def test_one_dispatcher_delivers_and_the_other_takes_over_when_it_stops(
         leader.stop()
         assert wait_until(lambda: standby.leading, 5)
         second = deliver_rounds(service, receiver, "taken-over")
+        wait_until(lambda: delivered(standby) == len(second), 5)
         assert delivered(standby) == len(second)
         assert elections[0].leaders()[DISPATCHER_FOLLOWER].epoch == 2
     assert receiver.effects == dict.fromkeys(first + second, 1)
