@@ -14,9 +14,7 @@ set-based statements.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from application.ports import LoggedEvent
@@ -27,9 +25,9 @@ from application.projections.run_tables import (
     DECISION_COLUMNS,
     INPUT_COLUMNS,
     RUN_VIEW_DDL,
-    SUMMARY_COLUMNS,
     SUMMARY_COUNTERS,
 )
+from application.projections.summary_versions import SummaryVersions, counts_text
 from application.projections.versioned_rows import VersionedRows
 from domain.action import Action
 from domain.decision import Decision
@@ -54,14 +52,12 @@ class RunViewsProjection(LedgerProjection):
             "decisions_input": f'"{view.projection}_g{view.generation}_decisions_input"',
         }
         super().__init__(view, index)
-        self.summaries = VersionedRows(self.t["summary"], SUMMARY_COLUMNS, "run_id")
+        self.summaries = SummaryVersions(self.t["summary"])
         self.decisions = VersionedRows(self.t["decisions"], DECISION_COLUMNS, "decision_id")
         self.actions = VersionedRows(self.t["actions"], ACTION_COLUMNS, "action_id")
         self.inputs = RunInputs(self.t["inputs"], self.t["decisions"])
         #: The position of the last page this object committed (None: none, or forgotten).
         self._followed_through: int | None = None
-        #: Each run's summary as the page's events change it (outcome counts as a dict).
-        self._runs: dict[str, dict[str, Any]] = {}
         #: The page's admissions: (run_id, input_id, admitted_at).
         self._input_rows: list[tuple[str, str, int]] = []
         #: What each kind of event changes (a table of handlers: cheaper than a dispatch).
@@ -93,31 +89,34 @@ class RunViewsProjection(LedgerProjection):
         admit or decide, and the decisions and actions stored in force."""
         if self.view.position_within(cursor) != self._followed_through:
             self._forget()  # the tables moved on without this process
-        self._runs, self._input_rows = {}, []
+        self._input_rows = []
         admitted: dict[str, list[str]] = {}
         decided: dict[str, list[str]] = {}
-        recorded: set[str] = set()
-        requested: set[str] = set()
-        corrected: list[str] = []
-        moved: list[str] = []
+        # Aggregate IDs as decoded (UUIDs, compared by their integers): only those read
+        # from the tables become text.
+        recorded: set[int] = set()
+        requested: set[int] = set()
+        corrected: list[Any] = []
+        moved: list[Any] = []
         opened: list[str] = []
         for domain_event, _ in page.events:
-            if isinstance(domain_event, Decision.Recorded):
+            kind = type(domain_event)
+            if kind is Decision.Recorded:
                 decided.setdefault(domain_event.run_id, []).append(domain_event.input_id)
-                recorded.add(str(domain_event.originator_id))
-            elif isinstance(domain_event, Run.BasisAdmitted):
+                recorded.add(domain_event.originator_id.int)
+            elif kind is Run.BasisAdmitted:
                 admitted.setdefault(domain_event.run_id, []).extend(domain_event.input_ids)
-            elif isinstance(domain_event, Run.Opened):
+            elif kind is Run.Opened:
                 opened.append(domain_event.run_id)
-            elif isinstance(domain_event, Decision.Corrected):
-                corrected.append(str(domain_event.originator_id))
-            elif isinstance(domain_event, Action.Requested):
-                requested.add(str(domain_event.originator_id))
-            elif type(domain_event) in ACTION_MOVES:
-                moved.append(str(domain_event.originator_id))
+            elif kind is Decision.Corrected:
+                corrected.append(domain_event.originator_id)
+            elif kind is Action.Requested:
+                requested.add(domain_event.originator_id.int)
+            elif kind in ACTION_MOVES:
+                moved.append(domain_event.originator_id)
         self.summaries.load(cursor, {logged.run_id for _, logged in page.events})
-        self.decisions.load(cursor, [decision for decision in corrected if decision not in recorded])
-        self.actions.load(cursor, [action for action in moved if action not in requested])
+        self.decisions.load(cursor, [str(decision) for decision in corrected if decision.int not in recorded])
+        self.actions.load(cursor, [str(action) for action in moved if action.int not in requested])
         self.inputs.begin_page(cursor, opened, admitted, decided)
 
     def end_batch(self, cursor: ViewCursor) -> None:
@@ -128,7 +127,7 @@ class RunViewsProjection(LedgerProjection):
         self.actions.flush(cursor)
         # In key order: the table's rows then lie in the order its reconciliation scans read them.
         cursor.insert_rows(self.t["inputs"], INPUT_COLUMNS, sorted(self._input_rows))
-        self._runs, self._input_rows = {}, []
+        self._input_rows = []
 
     def page_committed(self, position: int) -> None:
         self._followed_through = position
@@ -142,54 +141,39 @@ class RunViewsProjection(LedgerProjection):
         self._followed_through = None
 
     def apply(self, cursor: ViewCursor, domain_event: Any, position: LoggedEvent) -> None:
-        summary = self._summary(position.run_id)
+        summary = self.summaries.current(position.run_id)
         handler = self._handlers.get(type(domain_event))
         if handler is not None:  # events this view does not need still count
             handler(domain_event, summary, position)
-        summary = self._runs.get(position.run_id)
-        assert summary is not None, f"an event of run {position.run_id!r} before it was opened"
-        summary["event_count"] += 1
-        summary["last_position"] = position.position
-        summary["updated_at"] = position.recorded_text
-        self.summaries.add(
-            {
-                **summary,
-                "outcome_counts": _counts_text(summary["outcome_counts"]),
-                "valid_from": position.position,
-                "valid_to": None,
-            }
-        )
-
-    def _summary(self, run_id: str) -> dict[str, Any] | None:
-        """The run's summary so far (None before its Opened event)."""
-        summary = self._runs.get(run_id)
         if summary is None:
-            stored = self.summaries.current(run_id)
-            if stored is None:
-                return None
-            summary = {key: value for key, value in stored.items() if key not in ("valid_from", "valid_to")}
-            summary["outcome_counts"] = json.loads(stored["outcome_counts"])
-            self._runs[run_id] = summary
-        return summary
+            summary = self.summaries.current(position.run_id)
+            assert summary is not None, f"an event of run {position.run_id!r} before it was opened"
+        summary["event_count"] += 1
+        summary["valid_from"] = summary["last_position"] = position.position
+        summary["updated_at"] = position.recorded_text
+        self.summaries.take(summary)
 
     # --- Runs --------------------------------------------------------------------------
 
     def _on_run_opened(self, domain_event: Run.Opened, summary: Any, position: LoggedEvent) -> None:
         recorded_at = position.recorded_text
-        self._runs[domain_event.run_id] = {
-            "run_id": domain_event.run_id,
-            "attempt": domain_event.attempt,
-            "status": "open",
-            "lane": domain_event.lane,
-            "allow_empty": int(domain_event.allow_empty),
-            "basis_digest": "0" * 64,
-            "outcome_counts": {},
-            **dict.fromkeys(SUMMARY_COUNTERS, 0),
-            "first_position": position.position,
-            "last_position": position.position,
-            "opened_at": recorded_at,
-            "updated_at": recorded_at,
-        }
+        self.summaries.open(
+            {
+                "run_id": domain_event.run_id,
+                "attempt": domain_event.attempt,
+                "status": "open",
+                "lane": domain_event.lane,
+                "allow_empty": int(domain_event.allow_empty),
+                "basis_digest": "0" * 64,
+                "outcomes": {},
+                "outcome_counts": counts_text({}),
+                **dict.fromkeys(SUMMARY_COUNTERS, 0),
+                "first_position": position.position,
+                "last_position": position.position,
+                "opened_at": recorded_at,
+                "updated_at": recorded_at,
+            }
+        )
 
     def _on_run_basisadmitted(
         self, domain_event: Run.BasisAdmitted, summary: Any, position: LoggedEvent
@@ -240,7 +224,7 @@ class RunViewsProjection(LedgerProjection):
             }
         )
         summary["decision_count"] += 1
-        _count(summary["outcome_counts"], domain_event.outcome, +1)
+        self.summaries.count(summary, domain_event.outcome, +1)
 
     def _on_decision_corrected(
         self, domain_event: Decision.Corrected, summary: Any, position: LoggedEvent
@@ -253,8 +237,8 @@ class RunViewsProjection(LedgerProjection):
         if current["corrections"] == 0:
             summary["corrected_count"] += 1
         if domain_event.outcome != current["outcome"]:
-            _count(summary["outcome_counts"], current["outcome"], -1)
-            _count(summary["outcome_counts"], domain_event.outcome, +1)
+            self.summaries.count(summary, current["outcome"], -1)
+            self.summaries.count(summary, domain_event.outcome, +1)
         self.decisions.add(
             {
                 **current,
@@ -331,19 +315,3 @@ class RunViewsProjection(LedgerProjection):
             }
         )
         return str(current["status"])
-
-
-#: An outcome as a JSON string (outcomes are few, and encoded once each).
-_quoted = lru_cache(maxsize=1024)(json.dumps)
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    """Outcome counts as stored: what json.dumps(counts, sort_keys=True) writes, built
-    from the outcomes' encoded names (a summary version is written per event)."""
-    return "{" + ", ".join(f"{_quoted(outcome)}: {count}" for outcome, count in sorted(counts.items())) + "}"
-
-
-def _count(counts: dict[str, int], outcome: str, delta: int) -> None:
-    counts[outcome] = counts.get(outcome, 0) + delta
-    if counts[outcome] == 0:
-        del counts[outcome]

@@ -1,0 +1,114 @@
+"""Run summaries as the runs projection folds a page: each run's summary in force, and a
+version of it after every event of the run (an as-of read of any position is then one
+index lookup).
+
+A version is a tuple of the summary's columns, taken when its event is folded; its
+valid_to (the position of the run's next version, or none yet) is filled in when the
+page is written, and the version stored before the page is closed where the page's first
+one begins. The summaries of the runs still followed stay known to the next page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any
+
+from application.projections.run_tables import SUMMARY_COLUMNS
+from infrastructure.view_store import ViewCursor
+
+#: The columns of a version in the order it is taken; valid_to is added last.
+TAKEN_COLUMNS = tuple(column for column in SUMMARY_COLUMNS if column != "valid_to")
+WRITTEN_COLUMNS = (*TAKEN_COLUMNS, "valid_to")
+#: Outcome counts as stored: JSON with sorted keys and the default separators.
+counts_text = json.JSONEncoder(sort_keys=True).encode
+
+
+@lru_cache(maxsize=1024)
+def _counts_format(outcomes: tuple[str, ...]) -> tuple[str, Callable[[dict[str, int]], Any]]:
+    """For a set of outcomes (sorted): the counts' text as a %-template, and the getter
+    of its values. A decision changes a count, rarely the set of outcomes."""
+    template = ", ".join(json.dumps(outcome).replace("%", "%%") + ": %d" for outcome in outcomes)
+    return "{" + template + "}", itemgetter(*outcomes)
+
+
+class SummaryVersions:
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._take = itemgetter(*TAKEN_COLUMNS)
+        self.reset()
+
+    def reset(self) -> None:
+        #: Each run's summary in force (its `outcomes` a dict, kept as `outcome_counts` text).
+        self._in_force: dict[str, dict[str, Any]] = {}
+        #: The runs whose version in force is stored: its valid_from.
+        self._stored_from: dict[str, int] = {}
+        self._versions: list[tuple[Any, ...]] = []
+
+    def load(self, cursor: ViewCursor, run_ids: Iterable[str]) -> None:
+        """Read the stored summaries in force of the runs not known yet."""
+        wanted = [run_id for run_id in dict.fromkeys(run_ids) if run_id not in self._in_force]
+        statement = f"SELECT * FROM {self.table} WHERE valid_to IS NULL AND run_id IN (?*)"
+        for row in cursor.select_in(statement, (), wanted):
+            summary = dict(row)
+            del summary["valid_to"]
+            outcomes = summary["outcomes"] = json.loads(summary["outcome_counts"])
+            summary["outcomes_format"] = _counts_format(tuple(sorted(outcomes))) if outcomes else None
+            self._in_force[row["run_id"]] = summary
+            self._stored_from[row["run_id"]] = row["valid_from"]
+
+    def current(self, run_id: str) -> dict[str, Any] | None:
+        """The run's summary in force (None before it was opened): change it, then `take`."""
+        return self._in_force.get(run_id)
+
+    def open(self, summary: dict[str, Any]) -> None:
+        """A run's first summary."""
+        self._in_force[summary["run_id"]] = summary
+
+    def count(self, summary: dict[str, Any], outcome: str, delta: int) -> None:
+        outcomes = summary["outcomes"]
+        count = outcomes.get(outcome, 0) + delta
+        if count and outcome in outcomes:
+            outcomes[outcome] = count
+        else:  # the set of outcomes changes
+            if count:
+                outcomes[outcome] = count
+            else:
+                del outcomes[outcome]
+            summary["outcomes_format"] = _counts_format(tuple(sorted(outcomes))) if outcomes else None
+        counts_format = summary.get("outcomes_format")
+        if counts_format is None:
+            summary["outcome_counts"] = "{}"
+        else:
+            template, values = counts_format
+            summary["outcome_counts"] = template % values(outcomes)
+
+    def take(self, summary: dict[str, Any]) -> None:
+        """A version of the summary as it stands, in force from its `valid_from`."""
+        self._versions.append(self._take(summary))
+
+    def flush(self, cursor: ViewCursor, keep: Callable[[str], bool]) -> None:
+        """Write the page's versions; the summaries of the runs `keep` names stay known."""
+        versions = self._versions
+        rows: list[tuple[Any, ...]] = [()] * len(versions)
+        next_from: dict[str, int] = {}  # per run: where its next version begins
+        for index in range(len(versions) - 1, -1, -1):
+            version = versions[index]
+            run_id = version[0]
+            rows[index] = (*version, next_from.get(run_id))
+            next_from[run_id] = version[1]
+        closes = [
+            (first_from, run_id, self._stored_from[run_id])
+            for run_id, first_from in next_from.items()
+            if run_id in self._stored_from
+        ]
+        cursor.executemany(
+            f"UPDATE {self.table} SET valid_to = ? WHERE run_id = ? AND valid_from = ?", closes
+        )
+        cursor.insert_rows(self.table, WRITTEN_COLUMNS, rows)
+        kept = {run_id: summary for run_id, summary in self._in_force.items() if keep(run_id)}
+        self.reset()
+        self._in_force = kept
+        self._stored_from = {run_id: summary["valid_from"] for run_id, summary in kept.items()}

@@ -1,0 +1,114 @@
+"""The runs projection's summary versions (application/projections/summary_versions.py):
+outcome counts written from a template equal canonical JSON, and a page's versions are
+chained (each valid until the run's next one), the stored version closed where the
+page's first one begins."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from application.projections.run_tables import SUMMARY_COLUMNS, SUMMARY_COUNTERS
+from application.projections.summary_versions import WRITTEN_COLUMNS, SummaryVersions
+
+OUTCOMES = st.text(min_size=1, max_size=12) | st.sampled_from(
+    ["approve", "decline", "%d", "100%", '"q"', "é"]
+)
+
+
+class RecordingCursor:
+    def __init__(self, stored: Sequence[dict[str, Any]] = ()) -> None:
+        self.stored = list(stored)
+        self.updates: list[tuple[Any, ...]] = []
+        self.inserted: list[dict[str, Any]] = []
+
+    def select_in(self, statement: str, params: Sequence[Any], values: Sequence[Any]) -> list[dict[str, Any]]:
+        return [row for row in self.stored if row["run_id"] in values]
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        assert statement.startswith("UPDATE")
+        self.updates += rows
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.inserted += [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def summary_of(run_id: str, position: int) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "valid_from": position,
+        "attempt": 1,
+        "status": "open",
+        "lane": "fraud",
+        "allow_empty": 0,
+        "basis_digest": "0" * 64,
+        "outcomes": {},
+        "outcome_counts": "{}",
+        **dict.fromkeys(SUMMARY_COUNTERS, 0),
+        "first_position": position,
+        "last_position": position,
+        "opened_at": "t",
+        "updated_at": "t",
+    }
+
+
+@given(st.lists(st.tuples(OUTCOMES, st.booleans()), max_size=40))
+def test_outcome_counts_are_canonical_json_after_any_changes(steps: list[tuple[str, bool]]) -> None:
+    versions = SummaryVersions('"summary"')
+    summary = summary_of("run-a", 1)
+    for outcome, add in steps:
+        if add or not summary["outcomes"].get(outcome):
+            versions.count(summary, outcome, +1)
+        else:
+            versions.count(summary, outcome, -1)
+        assert summary["outcome_counts"] == json.dumps(summary["outcomes"], sort_keys=True)
+        assert 0 not in summary["outcomes"].values()
+
+
+def test_a_loaded_summary_counts_on_from_its_stored_text() -> None:
+    stored = {**summary_of("run-a", 3), "valid_to": None, "outcome_counts": '{"approve": 2, "x%": 1}'}
+    del stored["outcomes"]
+    versions = SummaryVersions('"summary"')
+    versions.load(RecordingCursor([stored]), ["run-a"])
+    summary = versions.current("run-a")
+    assert summary is not None
+    versions.count(summary, "approve", +1)
+    assert summary["outcome_counts"] == '{"approve": 3, "x%": 1}'
+
+
+def test_a_pages_versions_are_chained_and_the_stored_one_is_closed() -> None:
+    stored = {**summary_of("run-a", 3), "valid_to": None}
+    del stored["outcomes"]
+    versions = SummaryVersions('"summary"')
+    cursor = RecordingCursor([stored])
+    versions.load(cursor, ["run-a"])
+    versions.open(summary_of("run-b", 5))
+    for run_id, position in (("run-b", 5), ("run-a", 6), ("run-b", 7), ("run-a", 9)):
+        summary = versions.current(run_id)
+        assert summary is not None
+        summary["valid_from"] = summary["last_position"] = position
+        versions.take(summary)
+    versions.flush(cursor, keep=lambda run_id: run_id == "run-b")
+
+    assert set(WRITTEN_COLUMNS) == set(SUMMARY_COLUMNS)
+    assert [(row["run_id"], row["valid_from"], row["valid_to"]) for row in cursor.inserted] == [
+        ("run-b", 5, 7),
+        ("run-a", 6, 9),
+        ("run-b", 7, None),
+        ("run-a", 9, None),
+    ]
+    assert cursor.updates == [(6, "run-a", 3)]  # the stored version ends where the page's first begins
+    # The followed run stays known, as stored from its last version; the other is read again.
+    assert versions.current("run-a") is None
+    kept = versions.current("run-b")
+    assert kept is not None and kept["valid_from"] == 7
+    summary = versions.current("run-b")
+    assert summary is not None
+    summary["valid_from"] = 11
+    versions.take(summary)
+    versions.flush(cursor, keep=lambda run_id: True)
+    assert cursor.updates[-1] == (11, "run-b", 7)
