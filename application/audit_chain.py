@@ -18,20 +18,20 @@ tree of n leaves splits at the largest power of two smaller than n.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any
 from uuid import UUID
 
+from application.stored_form import parse_stored_state
 from domain.canonical import canonical_json
 
 GENESIS_CHAIN_HASH = "00" * 32
 
 
 def canonical_bytes(position: int, topic: str, aggregate_id: UUID | str, version: int, state: bytes) -> bytes:
-    return canonical_event_bytes(position, topic, aggregate_id, version, json.loads(state))
+    return canonical_event_bytes(position, topic, aggregate_id, version, parse_stored_state(state))
 
 
 def canonical_event_bytes(

@@ -4,7 +4,6 @@ VerificationFailed naming the first position that differs."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from application.gc_pauses import fewer_collections
 from application.proof_checks import VerificationFailed, require
 from application.proofs import heads_root
 from application.read_ahead import read_ahead
+from application.stored_form import parse_stored_state
 from domain.basis import EMPTY_BASIS_DIGEST, extend_basis_digest
 
 Progress = Callable[[int], None]
@@ -122,7 +122,7 @@ class StoreVerifier:
             if not page:
                 return proofs
             for notification in page:
-                state = json.loads(notification.state)
+                state = parse_stored_state(notification.state)
                 if state.get("proof"):
                     proofs.append(state["proof"])
             position = page[-1].id
@@ -279,7 +279,7 @@ def _check_proof_at_seal(proof: dict[str, Any], chain: str, folds: dict[str, Run
 
 def _parsed_state(notification: Any) -> dict[str, Any]:
     try:
-        state = json.loads(notification.state)
+        state = parse_stored_state(notification.state)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
         raise _unreadable(notification, error) from None
     if not isinstance(state, dict):

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from application.audit_chain import as_stored_event_bytes, canonical_event_bytes
-from application.stored_form import CanonicalJSONTranscoder
+from application.stored_form import CanonicalJSONTranscoder, parse_stored_state
 
 TOPIC = "domain.decision:Decision.Recorded"
 
@@ -75,3 +75,34 @@ def test_the_canonical_transcoder_refuses_nan_as_canonical_json_does() -> None:
     except ValueError:
         return
     raise AssertionError("NaN was stored")
+
+
+def _outcome(parse: Any, data: bytes) -> str:
+    try:
+        return repr(parse(data))  # repr: NaN equals NaN, and -0.0 differs from 0.0
+    except ValueError as error:
+        return f"{type(error).__name__}: {error}"
+
+
+#: Bytes near a stored state: JSON text, then maybe spaces, a BOM, another encoding, a
+#: cut, extra data, or a surrogate escape; and any bytes at all.
+around_json = st.one_of(
+    st.tuples(
+        json_values,
+        st.sampled_from(["", " ", "\n", "\ufeff"]),
+        st.sampled_from(["", " ", "x", "{}", '"\\ud800"']),
+        st.sampled_from(["utf-8", "utf-16", "utf-8-sig"]),
+        st.booleans(),
+    ).map(
+        lambda case: (case[1] + json.dumps(case[0], allow_nan=True) + case[2]).encode(case[3])[
+            : -1 if case[4] else None
+        ]
+    ),
+    st.binary(max_size=24),
+    st.sampled_from([b"NaN", b"-Infinity", b'"\xed\xa0\x80"', b"1e400", b"", b"[1,2", b"12 "]),
+)
+
+
+@given(around_json)
+def test_a_stored_state_parses_exactly_as_json_loads_parses_it(data: bytes) -> None:
+    assert _outcome(parse_stored_state, data) == _outcome(json.loads, data)
