@@ -32,7 +32,8 @@ from application.proof_checks import VerificationFailed, verify_run_proof
 from interfaces.demo.client import DemoFailed, LedgerClient
 from interfaces.demo.lane import Scored, at_least_once, score, transactions
 from interfaces.demo.receiver import WebhookReceiver
-from interfaces.demo.server import BLOCK_CARD, free_port, ledger_server, write_effectors_file
+from interfaces.demo.server import BLOCK_CARD, ledger_server, write_effectors_file
+from interfaces.threaded_server import free_port
 
 DROPPED_SHARE = 0.05
 #: How long the dispatcher may take to settle a run's actions (seconds).

@@ -4,30 +4,22 @@ database, in open local mode on loopback, with one effector (the card processor)
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from interfaces.demo.client import DemoFailed
+from interfaces.threaded_server import ServerDidNotStart, serving_in_thread
 
 #: The action kind the card processor receives.
 BLOCK_CARD = "block-card"
 #: Three quick attempts, then the action is dead-lettered (a real schedule spans a day).
 RETRY_SCHEDULE_S = (0.0, 0.2, 0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_effectors_file(workdir: Path, url: str, secret: str) -> Path:
@@ -66,18 +58,10 @@ def ledger_server(workdir: Path, port: int, effectors_file: Path) -> Iterator[st
         effectors_file=effectors_file,
         run_dispatcher=True,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise DemoFailed(f"the server did not start on 127.0.0.1:{port}")
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        with serving_in_thread(
+            create_app(settings), port=port, name="demo-server", start_timeout=60, stop_timeout=30
+        ):
+            yield f"http://127.0.0.1:{port}"
+    except ServerDidNotStart as error:
+        raise DemoFailed(str(error)) from None

@@ -4,7 +4,6 @@ and the checks every answer must pass (problem+json on errors, replay headers on
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+
+from interfaces.threaded_server import free_port
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RUN_ID = "fraud-2026-11-27"
@@ -29,12 +30,6 @@ AUDITOR_KEY = "dlk_auditor-audit-0123456789"
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def serve_refused(workdir: Path, *arguments: str, **settings: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from interfaces.threaded_server import free_port, serving_in_thread
 from interfaces.webhooks import DedupeReceiver
 
 
@@ -82,29 +81,12 @@ class ScriptedReceiver:
         return JSONResponse(answer, status_code=status)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def serving(receiver: ScriptedReceiver) -> Iterator[str]:
     """Serve the receiver on 127.0.0.1 in a thread; yields its URL."""
     port = free_port()
     app = Starlette(routes=[Route("/hooks", receiver.handle, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test receiver did not start")
-        time.sleep(0.01)
-    try:
+    with serving_in_thread(
+        app, port=port, name="test-receiver", start_timeout=10, stop_timeout=10, lifespan="off"
+    ):
         yield f"http://127.0.0.1:{port}/hooks"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
