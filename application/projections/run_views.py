@@ -27,7 +27,7 @@ from application.projections.run_tables import (
     RUN_VIEW_DDL,
     SUMMARY_COUNTERS,
 )
-from application.projections.summary_versions import SummaryVersions, counts_text
+from application.projections.summary_versions import SummaryVersions
 from application.projections.versioned_rows import VersionedRows
 from domain.action import Action
 from domain.decision import Decision
@@ -166,7 +166,6 @@ class RunViewsProjection(LedgerProjection):
                 "allow_empty": int(domain_event.allow_empty),
                 "basis_digest": "0" * 64,
                 "outcomes": {},
-                "outcome_counts": counts_text({}),
                 **dict.fromkeys(SUMMARY_COUNTERS, 0),
                 "first_position": position.position,
                 "last_position": position.position,

@@ -22,16 +22,23 @@ from infrastructure.view_store import ViewCursor
 #: The columns of a version in the order it is taken; valid_to is added last.
 TAKEN_COLUMNS = tuple(column for column in SUMMARY_COLUMNS if column != "valid_to")
 WRITTEN_COLUMNS = (*TAKEN_COLUMNS, "valid_to")
-#: Outcome counts as stored: JSON with sorted keys and the default separators.
-counts_text = json.JSONEncoder(sort_keys=True).encode
 
 
 @lru_cache(maxsize=1024)
 def _counts_format(outcomes: tuple[str, ...]) -> tuple[str, Callable[[dict[str, int]], Any]]:
-    """For a set of outcomes (sorted): the counts' text as a %-template, and the getter
-    of its values. A decision changes a count, rarely the set of outcomes."""
+    """For a set of outcomes (sorted): the counts' text as stored (JSON with sorted keys and
+    the default separators) as a %-template, and the getter of its values. A decision
+    changes a count, rarely the set of outcomes."""
+    if not outcomes:
+        return "{}", lambda counts: ()
     template = ", ".join(json.dumps(outcome).replace("%", "%%") + ": %d" for outcome in outcomes)
     return "{" + template + "}", itemgetter(*outcomes)
+
+
+def _format_outcomes(summary: dict[str, Any]) -> None:
+    """Note the summary's set of outcomes, and write its counts as stored."""
+    template, values = summary["outcomes_format"] = _counts_format(tuple(sorted(summary["outcomes"])))
+    summary["outcome_counts"] = template % values(summary["outcomes"])
 
 
 class SummaryVersions:
@@ -54,8 +61,8 @@ class SummaryVersions:
         for row in cursor.select_in(statement, (), wanted):
             summary = dict(row)
             del summary["valid_to"]
-            outcomes = summary["outcomes"] = json.loads(summary["outcome_counts"])
-            summary["outcomes_format"] = _counts_format(tuple(sorted(outcomes))) if outcomes else None
+            summary["outcomes"] = json.loads(summary["outcome_counts"])
+            _format_outcomes(summary)
             self._in_force[row["run_id"]] = summary
             self._stored_from[row["run_id"]] = row["valid_from"]
 
@@ -64,26 +71,23 @@ class SummaryVersions:
         return self._in_force.get(run_id)
 
     def open(self, summary: dict[str, Any]) -> None:
-        """A run's first summary."""
+        """A run's first summary (its `outcomes` a dict)."""
+        _format_outcomes(summary)
         self._in_force[summary["run_id"]] = summary
 
     def count(self, summary: dict[str, Any], outcome: str, delta: int) -> None:
         outcomes = summary["outcomes"]
         count = outcomes.get(outcome, 0) + delta
-        if count and outcome in outcomes:
+        if count and outcome in outcomes:  # the set of outcomes stays
             outcomes[outcome] = count
-        else:  # the set of outcomes changes
-            if count:
-                outcomes[outcome] = count
-            else:
-                del outcomes[outcome]
-            summary["outcomes_format"] = _counts_format(tuple(sorted(outcomes))) if outcomes else None
-        counts_format = summary.get("outcomes_format")
-        if counts_format is None:
-            summary["outcome_counts"] = "{}"
-        else:
-            template, values = counts_format
+            template, values = summary["outcomes_format"]
             summary["outcome_counts"] = template % values(outcomes)
+            return
+        if count:
+            outcomes[outcome] = count
+        else:
+            del outcomes[outcome]
+        _format_outcomes(summary)
 
     def take(self, summary: dict[str, Any]) -> None:
         """A version of the summary as it stands, in force from its `valid_from`."""
