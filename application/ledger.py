@@ -8,6 +8,7 @@ them back; the queries (`application/queries/`) read through it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,12 +17,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import Recording
-from eventsourcing.utils import EnvType
+from eventsourcing.utils import Environment, EnvType
 
 from application.caching import BoundedLRU
 from application.group_commit import GroupCommitter
 from application.index_rows import TokenAnswer, index_rows_for
 from application.ports import LedgerIndex, TokenReceipt
+from application.stored_form import StoredFormRefused
 from domain import errors
 from domain.clock import Clock, system_clock
 from domain.identity import run_uuid
@@ -68,6 +70,7 @@ class DecisionLedger(Application[UUID]):
         tuning: LedgerTuning | None = None,
         clock: Clock = system_clock,
     ) -> None:
+        self.refuse_other_stored_forms(env)
         super().__init__(env)
         self.tuning = tuning or LedgerTuning()
         self.clock = clock
@@ -85,6 +88,19 @@ class DecisionLedger(Application[UUID]):
         self.committer = (
             GroupCommitter(self.save, precheck=self._accepted_already) if self.tuning.group_commit else None
         )
+
+    @classmethod
+    def refuse_other_stored_forms(cls, env: EnvType | None) -> None:
+        """Refuse, before anything is opened, a configuration under which the library
+        would encrypt or compress the events' states (read as the application reads them:
+        the process's environment, then `env`)."""
+        settings = Environment(cls.name, {**os.environ, **(env or {})})
+        named = [key for key in ("CIPHER_TOPIC", "COMPRESSOR_TOPIC") if settings.get(key)]
+        if named:
+            raise StoredFormRefused(
+                "the ledger stores events as canonical JSON (the audit chain hashes them as"
+                f" stored, and the views read them so): unset {' and '.join(named)}"
+            )
 
     @property
     def index(self) -> LedgerIndex:

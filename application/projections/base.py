@@ -12,24 +12,32 @@ and a page may commit without waiting for the disk: lost in a crash, it is appli
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Mapper, Tracking
 from eventsourcing.projection import Projection
 
 from application.election import Fence
 from application.ports import LedgerIndex, LoggedEvent
+from application.stored_form import parse_stored_state
 from infrastructure.view_store import ViewCursor, ViewStore
 
 
 @dataclass(frozen=True)
 class LogPage:
-    """Events of the log, in order: each decoded, with its stored form and index row."""
+    """Events of the log, in order: each as its projection folds it (a domain event, or
+    its stored state parsed), with its stored form and index row."""
 
     events: list[tuple[Any, LoggedEvent]]
+
+
+def stored_state_of(logged: LoggedEvent) -> Any:
+    """An event's stored state, parsed (a dict of the event's fields as the library's
+    transcoder wrote them: a datetime is {"_type_": "datetime_iso", "_data_": text})."""
+    return parse_stored_state(logged.state)
 
 
 class LedgerProjection(Projection[ViewStore]):
@@ -37,6 +45,10 @@ class LedgerProjection(Projection[ViewStore]):
     table_names: ClassVar[tuple[str, ...]] = ()
     #: CREATE statements, dialect-neutral, with `{table}` placeholders.
     ddl: ClassVar[tuple[str, ...]] = ()
+    #: What `apply` folds: each event decoded by the application's mapper (a domain
+    #: event), or, when True, its stored state parsed (stored_state_of): quicker for a
+    #: view that reads a few fields of each event.
+    folds_stored_state: ClassVar[bool] = False
 
     def __init__(self, view: ViewStore, index: LedgerIndex) -> None:
         super().__init__(view)
@@ -50,6 +62,13 @@ class LedgerProjection(Projection[ViewStore]):
     def _ddl_names(self) -> dict[str, str]:
         """The names the DDL's placeholders stand for."""
         return self.t
+
+    @classmethod
+    def decoder(cls, mapper: Mapper[Any]) -> Callable[[LoggedEvent], Any]:
+        """How this projection's pages decode a logged event (log_pages.py)."""
+        if cls.folds_stored_state:
+            return stored_state_of
+        return mapper.to_domain_event  # type: ignore[return-value]
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """The library runner's entry point: one event, one transaction."""
@@ -68,7 +87,7 @@ class LedgerProjection(Projection[ViewStore]):
             row = logged.get(tracking.notification_id)
             if row is None:
                 raise LookupError(f"no stored event at position {tracking.notification_id}")
-            events.append((domain_event, row))
+            events.append((stored_state_of(row) if self.folds_stored_state else domain_event, row))
         self.apply_page(LogPage(events))
 
     def apply_page(self, page: LogPage) -> None:
@@ -105,7 +124,8 @@ class LedgerProjection(Projection[ViewStore]):
 
     @abstractmethod
     def apply(self, cursor: ViewCursor, domain_event: Any, position: LoggedEvent) -> None:
-        """Fold one event (`position` is its index row and stored form). Events a view
+        """Fold one event (a domain event, or its parsed stored state: see
+        `folds_stored_state`; `position` is its index row and stored form). Events a view
         ignores still advance tracking."""
 
 
@@ -114,3 +134,12 @@ def utc_text(moment: datetime) -> str:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="microseconds")
+
+
+def stored_utc_text(stored: dict[str, str]) -> str:
+    """utc_text of a datetime as the library's transcoder stored it, without parsing it
+    when it is stored in UTC with microseconds (isoformat leaves out zero microseconds)."""
+    text = stored["_data_"]
+    if len(text) == 32 and text.endswith("+00:00"):
+        return text
+    return utc_text(datetime.fromisoformat(text))

@@ -7,27 +7,37 @@ however long the log is.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 from application.ledger import DecisionLedger
+from application.ports import LoggedEvent
 from application.projections.base import LogPage
 from application.read_ahead import read_ahead
 
 
 def log_pages(
-    app: DecisionLedger, *, after: int, up_to: int | None, page: int
+    app: DecisionLedger,
+    *,
+    after: int,
+    up_to: int | None,
+    page: int,
+    decode: Callable[[LoggedEvent], Any] | None = None,
 ) -> Generator[LogPage, None, None]:
-    """The events after position `after` (up to `up_to`), a page at a time, read ahead."""
-    return read_ahead(_pages(app, after, up_to, page), name="log-pages")
+    """The events after position `after` (up to `up_to`), a page at a time, read ahead,
+    each decoded by `decode` (a projection's decoder; by default the application's mapper)."""
+    # A logged event has the fields the mapper decodes (a StoredEvent's).
+    decoder = decode or app.mapper.to_domain_event
+    return read_ahead(_pages(app, after, up_to, page, decoder), name="log-pages")  # type: ignore[arg-type]
 
 
-def _pages(app: DecisionLedger, after: int, up_to: int | None, page: int) -> Iterator[LogPage]:
-    decode = app.mapper.to_domain_event
+def _pages(
+    app: DecisionLedger, after: int, up_to: int | None, page: int, decode: Callable[[LoggedEvent], Any]
+) -> Iterator[LogPage]:
     position = after
     while True:
         rows = app.index.logged_events_between(position, up_to, page)
         if not rows:
             return
-        # A logged event has the fields the mapper decodes (a StoredEvent's).
-        yield LogPage([(decode(row), row) for row in rows])  # type: ignore[arg-type]
+        yield LogPage([(decode(row), row) for row in rows])
         position = rows[-1].position

@@ -19,6 +19,7 @@ from typing import Any
 
 from application.gc_pauses import fewer_collections
 from application.ledger import DecisionLedger
+from application.ports import LoggedEvent
 from application.projections.audit_log import AuditLogProjection, audit_log_as_of
 from application.projections.base import LedgerProjection
 from application.projections.log_pages import log_pages
@@ -41,32 +42,27 @@ CATCH_UP_PAGE = 1000
 @dataclass(frozen=True)
 class ProjectionKind:
     name: str
-    table_names: tuple[str, ...]
-    build: Callable[[ViewStore, DecisionLedger], LedgerProjection]
+    projection: type[LedgerProjection]
     rows_as_of: Callable[[dict[str, str], int], dict[str, tuple[str, tuple[Any, ...]]]]
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        return self.projection.table_names
+
+    def build(self, view: ViewStore, app: DecisionLedger) -> LedgerProjection:
+        return self.projection(view, app.index)
+
+    def decoder(self, app: DecisionLedger) -> Callable[[LoggedEvent], Any]:
+        """How the projection's pages decode the log's events."""
+        return self.projection.decoder(app.mapper)
 
 
 PROJECTION_KINDS: dict[str, ProjectionKind] = {
     kind.name: kind
     for kind in (
-        ProjectionKind(
-            "runs",
-            RunViewsProjection.table_names,
-            lambda view, app: RunViewsProjection(view, app.index),
-            run_views_as_of,
-        ),
-        ProjectionKind(
-            "audit",
-            AuditLogProjection.table_names,
-            lambda view, app: AuditLogProjection(view, app.index),
-            audit_log_as_of,
-        ),
-        ProjectionKind(
-            "outbox",
-            OutboxProjection.table_names,
-            lambda view, app: OutboxProjection(view, app.index),
-            outbox_as_of,
-        ),
+        ProjectionKind("runs", RunViewsProjection, run_views_as_of),
+        ProjectionKind("audit", AuditLogProjection, audit_log_as_of),
+        ProjectionKind("outbox", OutboxProjection, outbox_as_of),
     )
 }
 
@@ -182,7 +178,15 @@ class Projections:
         # Closed on the way out, even by an error: its reading thread stops first.
         with (
             fewer_collections(),
-            closing(log_pages(self.app, after=position, up_to=up_to, page=page)) as pages,
+            closing(
+                log_pages(
+                    self.app,
+                    after=position,
+                    up_to=up_to,
+                    page=page,
+                    decode=projection.decoder(self.app.mapper),
+                )
+            ) as pages,
         ):
             for log_page in pages:
                 projection.apply_page(log_page)

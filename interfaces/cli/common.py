@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from application.queries.points import PointInLog
 from application.redaction import redacted
 from application.service import LedgerService
+from application.stored_form import StoredFormRefused
 from domain.errors import InvalidCommand, LedgerError
 from domain.fields import require_utc_offset
 from infrastructure.settings import ConfigurationError, Settings
@@ -56,7 +57,7 @@ def service_for(settings: Settings, *, signing: bool = False) -> Iterator[Ledger
 
     try:
         service = build_service(settings, signing=signing)
-    except (LedgerError, ConfigurationError) as error:
+    except (LedgerError, ConfigurationError, StoredFormRefused) as error:
         fail(getattr(error, "detail", str(error)))
     except Exception as error:  # the database is unreachable, or refuses us
         fail(f"cannot open {settings.database().describe()}: {redacted(str(error).splitlines()[0])}")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from application.stored_form import StoredFormRefused
 from domain.errors import LedgerError
 from infrastructure.settings import ConfigurationError, ServeRole
 from interfaces.cli.common import DatabaseUrl, err, fail, load_settings, log_followers, service_for
@@ -33,6 +34,7 @@ def serve(
     """Serve the REST API with uvicorn (OpenAPI at /openapi.json, docs at /docs), and
     dispatch the actions the effectors file names. Start as many as you like on one
     database: one of them leads each projection at a time."""
+    from application.ledger import DecisionLedger
     from interfaces.api.security import refuse_open_mode_off_loopback
     from interfaces.bootstrap import load_effectors
     from interfaces.serving import serve_api
@@ -54,9 +56,10 @@ def serve(
                 service.follow_forever()
         return
     try:
+        DecisionLedger.refuse_other_stored_forms(settings.library_env())
         refuse_open_mode_off_loopback(settings.host, settings.open_local_mode)
         load_effectors(settings.effectors_file)  # a bad file: one line, and nothing starts
-    except ConfigurationError as error:
+    except (ConfigurationError, StoredFormRefused) as error:
         fail(str(error))
     mode = "open local mode (no API keys)" if settings.open_local_mode else "API keys required"
     followers = "standing for the projections" if settings.runs_followers else "no followers"
@@ -67,5 +70,5 @@ def serve(
     )
     try:
         serve_api(settings)
-    except (LedgerError, ConfigurationError) as error:
+    except (LedgerError, ConfigurationError, StoredFormRefused) as error:
         fail(getattr(error, "detail", str(error)))

@@ -95,7 +95,8 @@ def test_two_writers_taking_turns_never_trust_what_the_other_changed(
     store = projections.live_store("runs")
     # Two projection objects over the same tables, as a leader and its successor.
     writers = cycle([projections.kind("runs").build(store, ledger) for _ in range(2)])
-    for page in log_pages(ledger, after=store.position(), up_to=None, page=page_size):
+    decode = projections.kind("runs").decoder(ledger)
+    for page in log_pages(ledger, after=store.position(), up_to=None, page=page_size, decode=decode):
         next(writers).apply_page(page)
 
     assert reconciled(projections) == EXPECTED
@@ -111,7 +112,8 @@ def test_runs_let_go_beyond_the_bounds_are_asked_of_the_tables(
     projections = Projections(ledger)
     store = projections.live_store("runs")
     runs = projections.kind("runs").build(store, ledger)
-    for page in log_pages(ledger, after=store.position(), up_to=None, page=1):
+    decode = projections.kind("runs").decoder(ledger)
+    for page in log_pages(ledger, after=store.position(), up_to=None, page=1, decode=decode):
         runs.apply_page(page)
         assert len(runs.inputs._followed) <= 1  # type: ignore[attr-defined]
 

@@ -100,6 +100,10 @@ around_json = st.one_of(
     ),
     st.binary(max_size=24),
     st.sampled_from([b"NaN", b"-Infinity", b'"\xed\xa0\x80"', b"1e400", b"", b"[1,2", b"12 "]),
+    # Integers at and beyond 64 bits (orjson reads some as floats), and digits in text.
+    st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**30, -(10**30)]).map(
+        lambda number: json.dumps({"n": number, "id": "0123456789012345678901"}).encode()
+    ),
 )
 
 
