@@ -144,10 +144,13 @@ class ViewStore(TrackingRecorder):
         ).fetchone()
         return int(row["position"] or 0) if row else 0
 
-    def commit_without_waiting(self, cursor: ViewCursor) -> None:
-        """This transaction may commit without waiting for its flush to disk: a page of a
-        projection, whose tracking row goes with its rows, so a page lost in a crash is
-        only applied again."""
+    @contextmanager
+    def page_cursor(self) -> Iterator[ViewCursor]:
+        """A write transaction for a page of a projection. It may commit without waiting
+        for its flush to disk: the page's tracking row goes with its rows, so a page lost
+        in a crash is only applied again."""
+        with self.cursor(commit=True) as cursor:
+            yield cursor
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.cursor(commit=False) as cursor:
@@ -265,6 +268,22 @@ class SQLiteViewStore(SQLiteTrackingRecorder, ViewStore):
         with self.datastore.transaction(commit=commit) as native:
             yield ViewCursor(native, "?")
 
+    @contextmanager
+    def page_cursor(self) -> Iterator[ViewCursor]:
+        # In WAL mode, NORMAL does not sync at commit (a checkpoint syncs). The level is
+        # the connection's, and only outside a transaction can it change: it is set for the
+        # page and restored before the connection goes back to the pool, where events are
+        # written too.
+        with self.datastore.get_connection(commit=True) as connection:
+            native = connection._sqlite_conn  # the library's connection holds it privately
+            level = int(native.execute("PRAGMA synchronous").fetchone()[0])
+            native.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with connection.transaction(commit=True) as cursor:
+                    yield ViewCursor(cursor, "?")
+            finally:
+                native.execute(f"PRAGMA synchronous = {level}")
+
 
 class PostgresViewStore(SerialisedTrackingRecorder, ViewStore):
     def __init__(self, datastore: PostgresDatastore, *, projection: str, generation: int, upstream: str):
@@ -285,8 +304,11 @@ class PostgresViewStore(SerialisedTrackingRecorder, ViewStore):
     def lock_schema(self, cursor: ViewCursor) -> None:
         cursor.native.cursor.execute(ddl_lock(self.datastore.schema))
 
-    def commit_without_waiting(self, cursor: ViewCursor) -> None:
-        cursor.native.cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    @contextmanager
+    def page_cursor(self) -> Iterator[ViewCursor]:
+        with self.cursor(commit=True) as cursor:
+            cursor.native.cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            yield cursor
 
     def max_tracking_id(self, application_name: str) -> int | None:
         select = unretried(PostgresTrackingRecorder.max_tracking_id)

@@ -96,10 +96,9 @@ class LedgerProjection(Projection[ViewStore]):
             return
         last = page.events[-1][1].position
         try:
-            with self.view.cursor(commit=True) as cursor:
+            with self.view.page_cursor() as cursor:
                 if self.fence is not None:
                     self.fence.check(cursor)
-                self.view.commit_without_waiting(cursor)
                 self.begin_batch(cursor, page)
                 for domain_event, logged in page.events:
                     self.apply(cursor, domain_event, logged)
