@@ -2,10 +2,12 @@
 the same events, in one process, with the database left out.
 
 A rebuild runs in one Python process, and its threads share one interpreter lock: the
-reading thread's decoding and the main thread's fold and writes take turns on one core.
-So the rebuild's rate against the library's read+decode rate (bench/rebuild.py) is
-bounded by this process's CPU: at 0.5, folding and writing the events may cost no more
-CPU than reading and decoding them. This script measures each part:
+reading thread's parsing and the main thread's fold and writes take turns on one core,
+while the database's backends use the machine's other cores. So the rebuild's rate against
+the library's read+decode rate (bench/rebuild.py) is bounded by this process's CPU: at
+0.5, reading, parsing, folding and formatting the events may cost no more than twice the
+CPU of the library's reading and decoding, before the driver's and the database's own
+work. This script measures each part:
 
 - read:   the projections' reader fetching the stored events with their index rows;
 - decode: the application's mapper turning each stored event into a domain event (the
