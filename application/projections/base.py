@@ -68,6 +68,7 @@ class LedgerProjection(Projection[ViewStore]):
         """How this projection's pages decode a logged event (log_pages.py)."""
         if cls.folds_stored_state:
             return stored_state_of
+        # A logged event has the fields the mapper decodes (a StoredEvent's).
         return mapper.to_domain_event  # type: ignore[return-value]
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:

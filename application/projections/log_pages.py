@@ -22,13 +22,11 @@ def log_pages(
     after: int,
     up_to: int | None,
     page: int,
-    decode: Callable[[LoggedEvent], Any] | None = None,
+    decode: Callable[[LoggedEvent], Any],
 ) -> Generator[LogPage, None, None]:
     """The events after position `after` (up to `up_to`), a page at a time, read ahead,
-    each decoded by `decode` (a projection's decoder; by default the application's mapper)."""
-    # A logged event has the fields the mapper decodes (a StoredEvent's).
-    decoder = decode or app.mapper.to_domain_event
-    return read_ahead(_pages(app, after, up_to, page, decoder), name="log-pages")  # type: ignore[arg-type]
+    each decoded by `decode` (the projection's decoder: LedgerProjection.decoder)."""
+    return read_ahead(_pages(app, after, up_to, page, decode), name="log-pages")
 
 
 def _pages(
