@@ -1,11 +1,20 @@
-"""The tables of the runs projection: their columns, their DDL, and each table's rows
-as of a position (what `projections verify` compares with a rebuild).
+"""The tables of the runs projection: their columns, their DDL, how a run's summary is
+read as of a position, and each table's rows as of a position (what `projections verify`
+compares with a rebuild).
 
-- summary:   one row per run per event of that run (the counts after that event).
+- summary:   a run's summary at its anchors: after each of its events that is not a
+             decision recorded, and after every ANCHOR_EVERY-th event. Between two anchors
+             a run has only decisions recorded: its summary at a position is the anchor in
+             force there plus the decisions recorded since (its *tail*, read by
+             TAIL_STATEMENT, at most ANCHOR_EVERY - 1 rows). Generations made before
+             anchors have a row after every event, so their tails are empty.
 - inputs:    per (run, input) admitted: when (rows are only ever inserted).
 - decisions: per decision and version: its outcome then in force. Its first version
              says when its input was decided (one decision per run and input).
 - actions:   per action and version: its status.
+
+Decisions and actions are keyed within their run: a page's rows then land in the few
+index pages of the runs it touches, not all over an index of random UUIDs.
 
 Reconciliation, as of position P:
   missing     = admitted at or before P, and not decided at or before P
@@ -20,7 +29,11 @@ letters (schedules used up; cumulative: a redelivery does not erase one).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+#: A run's summary is stored after at most this many of its events.
+ANCHOR_EVERY = 32
 
 SUMMARY_COUNTERS = (
     "admitted_count",
@@ -89,14 +102,41 @@ RUN_VIEW_DDL = (
     " decision_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, outcome TEXT NOT NULL,"
     " effective_at TEXT NOT NULL, corrections INTEGER NOT NULL,"
-    " PRIMARY KEY (decision_id, valid_from))",
+    " PRIMARY KEY (run_id, decision_id, valid_from))",
     "CREATE INDEX IF NOT EXISTS {decisions_input} ON {decisions} (run_id, input_id, valid_from)",
+    "CREATE INDEX IF NOT EXISTS {decisions_tail} ON {decisions} (run_id, valid_from)",
     "CREATE TABLE IF NOT EXISTS {actions} ("
     " action_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
-    " PRIMARY KEY (action_id, valid_from))",
+    " PRIMARY KEY (run_id, action_id, valid_from))",
     "CREATE INDEX IF NOT EXISTS {actions_run} ON {actions} (run_id, status, valid_from)",
 )
+
+
+def tail_statement(t: Mapping[str, str]) -> str:
+    """A run's decisions recorded in a range of positions (run_id, after, up_to): each with
+    whether its input was admitted before it."""
+    return (
+        f"SELECT d.decision_id, d.outcome, d.valid_from, EXISTS (SELECT 1 FROM {t['inputs']} a"
+        " WHERE a.run_id = d.run_id AND a.input_id = d.input_id AND a.admitted_at < d.valid_from)"
+        f" AS admitted FROM {t['decisions']} d WHERE d.run_id = ? AND d.valid_from > ?"
+        " AND d.valid_from <= ? AND d.corrections = 0 ORDER BY d.valid_from"
+    )
+
+
+def fold_tail(summary: dict[str, Any], outcomes: dict[str, int], tail: Sequence[Mapping[str, Any]]) -> None:
+    """Add to an anchor's summary (and its outcome counts) the decisions of its tail, as
+    the runs projection folded them."""
+    for decision in tail:
+        outcomes[decision["outcome"]] = outcomes.get(decision["outcome"], 0) + 1
+        if decision["admitted"]:
+            summary["missing_count"] -= 1
+        else:
+            summary["unexpected_count"] += 1
+    if tail:
+        summary["decision_count"] += len(tail)
+        summary["event_count"] += len(tail)
+        summary["last_position"] = tail[-1]["valid_from"]
 
 
 def run_views_as_of(t: dict[str, str], position: int) -> dict[str, tuple[str, tuple[Any, ...]]]:

@@ -25,6 +25,7 @@ from application.projections.base import LedgerProjection, LogPage, stored_utc_t
 from application.projections.run_inputs import RunInputs
 from application.projections.run_tables import (
     ACTION_COLUMNS,
+    ANCHOR_EVERY,
     DECISION_COLUMNS,
     INPUT_COLUMNS,
     RUN_VIEW_DDL,
@@ -57,9 +58,10 @@ class RunViewsProjection(LedgerProjection):
             "summary_open_row": f'"{view.projection}_g{view.generation}_summary_open_row"',
             "actions_run": f'"{view.projection}_g{view.generation}_actions_run"',
             "decisions_input": f'"{view.projection}_g{view.generation}_decisions_input"',
+            "decisions_tail": f'"{view.projection}_g{view.generation}_decisions_tail"',
         }
         super().__init__(view, index)
-        self.summaries = SummaryVersions(self.t["summary"])
+        self.summaries = SummaryVersions(self.t)
         self.decisions = VersionedRows(self.t["decisions"], DECISION_COLUMNS, "decision_id")
         self.actions = VersionedRows(self.t["actions"], ACTION_COLUMNS, "action_id")
         self.inputs = RunInputs(self.t["inputs"], self.t["decisions"])
@@ -109,8 +111,8 @@ class RunViewsProjection(LedgerProjection):
         # from the tables become text.
         recorded: set[int] = set()
         requested: set[int] = set()
-        corrected: list[Any] = []
-        moved: list[Any] = []
+        corrected: list[tuple[str, Any]] = []  # (run_id, decision_id)
+        moved: list[tuple[str, Any]] = []  # (run_id, action_id)
         opened: list[str] = []
         for event, logged in page.events:
             kind = self._kind_of(logged.topic)
@@ -122,14 +124,18 @@ class RunViewsProjection(LedgerProjection):
             elif kind is Run.Opened:
                 opened.append(event["run_id"])
             elif kind is Decision.Corrected:
-                corrected.append(logged.originator_id)
+                corrected.append((logged.run_id, logged.originator_id))
             elif kind is Action.Requested:
                 requested.add(logged.originator_id.int)  # type: ignore[union-attr]
             elif kind in ACTION_MOVES:
-                moved.append(logged.originator_id)
+                moved.append((logged.run_id, logged.originator_id))
         self.summaries.load(cursor, {logged.run_id for _, logged in page.events})
-        self.decisions.load(cursor, [str(decision) for decision in corrected if decision.int not in recorded])
-        self.actions.load(cursor, [str(action) for action in moved if action.int not in requested])
+        self.decisions.load(
+            cursor, [(run, str(decision)) for run, decision in corrected if decision.int not in recorded]
+        )
+        self.actions.load(
+            cursor, [(run, str(action)) for run, action in moved if action.int not in requested]
+        )
         self.inputs.begin_page(cursor, opened, admitted, decided)
 
     def end_batch(self, cursor: ViewCursor) -> None:
@@ -165,7 +171,8 @@ class RunViewsProjection(LedgerProjection):
 
     def apply(self, cursor: ViewCursor, event: StoredState, position: LoggedEvent) -> None:
         summary = self.summaries.current(position.run_id)
-        handler = self._handlers.get(self._kind_of(position.topic))  # type: ignore[arg-type]
+        kind = self._kind_of(position.topic)
+        handler = self._handlers.get(kind)  # type: ignore[arg-type]
         if handler is not None:  # events this view does not need still count
             handler(event, summary, position)
         if summary is None:
@@ -174,7 +181,9 @@ class RunViewsProjection(LedgerProjection):
         summary["event_count"] += 1
         summary["valid_from"] = summary["last_position"] = position.position
         summary["updated_at"] = position.recorded_text
-        self.summaries.take(summary)
+        # An anchor (run_tables.py): between two, a run has only decisions recorded.
+        if kind is not Decision.Recorded or summary["event_count"] % ANCHOR_EVERY == 0:
+            self.summaries.take(summary)
 
     # --- Runs --------------------------------------------------------------------------
 

@@ -1,27 +1,30 @@
 """Run summaries as the runs projection folds a page: each run's summary in force, and a
-version of it after every event of the run (an as-of read of any position is then one
-index lookup).
+version of it at each of the run's anchors (run_tables.py says which events are anchors;
+an as-of read is an index lookup and a tail of fewer than ANCHOR_EVERY decisions).
 
 A version is a tuple of the summary's columns, taken when its event is folded; its
 valid_to (the position of the run's next version, or none yet) is filled in when the
 page is written, and the version stored before the page is closed where the page's first
-one begins. The summaries of the runs still followed stay known to the next page.
+one begins. The summaries of the runs still followed stay known to the next page; the
+summary of any other run is read as its stored anchor plus its tail.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from application.projections.run_tables import SUMMARY_COLUMNS
+from application.projections.run_tables import SUMMARY_COLUMNS, fold_tail, tail_statement
 from infrastructure.view_store import ViewCursor
 
 #: The columns of a version in the order it is taken; valid_to is added last.
 TAKEN_COLUMNS = tuple(column for column in SUMMARY_COLUMNS if column != "valid_to")
 WRITTEN_COLUMNS = (*TAKEN_COLUMNS, "valid_to")
+#: Beyond any position: the tail of a run's last anchor runs to the end of the log.
+END_OF_LOG = 2**63 - 1
 
 
 @lru_cache(maxsize=1024)
@@ -42,26 +45,30 @@ def _format_outcomes(summary: dict[str, Any]) -> None:
 
 
 class SummaryVersions:
-    def __init__(self, table: str) -> None:
-        self.table = table
+    def __init__(self, tables: Mapping[str, str]) -> None:
+        self.table = tables["summary"]
+        self._tail = tail_statement(tables)
         self._take = itemgetter(*TAKEN_COLUMNS)
         self.reset()
 
     def reset(self) -> None:
         #: Each run's summary in force (its `outcomes` a dict, kept as `outcome_counts` text).
         self._in_force: dict[str, dict[str, Any]] = {}
-        #: The runs whose version in force is stored: its valid_from.
+        #: Each run's last stored version (its anchor in force): its valid_from.
         self._stored_from: dict[str, int] = {}
         self._versions: list[tuple[Any, ...]] = []
 
     def load(self, cursor: ViewCursor, run_ids: Iterable[str]) -> None:
-        """Read the stored summaries in force of the runs not known yet."""
+        """Read the summaries in force of the runs not known yet: each one's stored anchor
+        in force, and its tail."""
         wanted = [run_id for run_id in dict.fromkeys(run_ids) if run_id not in self._in_force]
         statement = f"SELECT * FROM {self.table} WHERE valid_to IS NULL AND run_id IN (?*)"
         for row in cursor.select_in(statement, (), wanted):
             summary = dict(row)
             del summary["valid_to"]
             summary["outcomes"] = json.loads(summary["outcome_counts"])
+            tail = cursor.execute(self._tail, (row["run_id"], row["valid_from"], END_OF_LOG)).fetchall()
+            fold_tail(summary, summary["outcomes"], tail)
             _format_outcomes(summary)
             self._in_force[row["run_id"]] = summary
             self._stored_from[row["run_id"]] = row["valid_from"]
@@ -90,7 +97,7 @@ class SummaryVersions:
         _format_outcomes(summary)
 
     def take(self, summary: dict[str, Any]) -> None:
-        """A version of the summary as it stands, in force from its `valid_from`."""
+        """A version of the summary as it stands (an anchor), in force from its `valid_from`."""
         self._versions.append(self._take(summary))
 
     def flush(self, cursor: ViewCursor, keep: Callable[[str], bool]) -> None:
@@ -113,6 +120,9 @@ class SummaryVersions:
         )
         cursor.insert_rows(self.table, WRITTEN_COLUMNS, rows)
         kept = {run_id: summary for run_id, summary in self._in_force.items() if keep(run_id)}
+        # A run's anchor in force is now its last version of the page, or the one before.
+        stored_from = {run_id: self._stored_from[run_id] for run_id in kept if run_id in self._stored_from}
+        stored_from.update((version[0], version[1]) for version in versions if version[0] in kept)
         self.reset()
         self._in_force = kept
-        self._stored_from = {run_id: summary["valid_from"] for run_id, summary in kept.items()}
+        self._stored_from = stored_from

@@ -5,6 +5,9 @@ an outbox entry) over the positions [valid_from, valid_to). Within a page, a new
 ends the one before it: in memory when that one is new in this page too, else with an
 UPDATE of the stored row. At the page's end the stored rows are closed first (a table
 may allow one open row per key), then the new rows are inserted in a few statements.
+
+Each thing belongs to a run, and its table is keyed within the run (run_id, key,
+valid_from): the stored rows are read and closed by run and key.
 """
 
 from __future__ import annotations
@@ -29,15 +32,19 @@ class VersionedRows:
         #: Keys whose version in force is stored: its valid_from.
         self._stored_from: dict[Any, int] = {}
         self._new: list[dict[str, Any]] = []
-        self._closes: list[tuple[int, Any, int]] = []
+        self._closes: list[tuple[int, str, Any, int]] = []
 
-    def load(self, cursor: ViewCursor, keys: Iterable[Any]) -> None:
-        """Read the stored versions in force of these keys, in few queries."""
-        wanted = [key for key in dict.fromkeys(keys) if key not in self._current]
-        statement = f"SELECT * FROM {self.table} WHERE valid_to IS NULL AND {self.key} IN (?*)"
-        for row in cursor.select_in(statement, (), wanted):
-            self._current[row[self.key]] = row
-            self._stored_from[row[self.key]] = row["valid_from"]
+    def load(self, cursor: ViewCursor, keys: Iterable[tuple[str, Any]]) -> None:
+        """Read the stored versions in force of these (run_id, key) pairs, a query per run."""
+        wanted: dict[str, list[Any]] = {}
+        for run_id, key in dict.fromkeys(keys):
+            if key not in self._current:
+                wanted.setdefault(run_id, []).append(key)
+        statement = f"SELECT * FROM {self.table} WHERE valid_to IS NULL AND run_id = ? AND {self.key} IN (?*)"
+        for run_id, run_keys in wanted.items():
+            for row in cursor.select_in(statement, (run_id,), run_keys):
+                self._current[row[self.key]] = row
+                self._stored_from[row[self.key]] = row["valid_from"]
 
     def current(self, key: Any) -> dict[str, Any] | None:
         """The version in force (loaded or written in this page), if any."""
@@ -57,14 +64,15 @@ class VersionedRows:
             if stored_from is None:
                 previous["valid_to"] = position
             else:
-                self._closes.append((position, key, stored_from))
+                self._closes.append((position, previous["run_id"], key, stored_from))
         return previous
 
     def flush(self, cursor: ViewCursor, keep: Callable[[Any], bool] | None = None) -> None:
         """Write the page's rows. The versions in force of the keys `keep` names stay
         known to the next page (as stored: it need not read them again)."""
         cursor.executemany(
-            f"UPDATE {self.table} SET valid_to = ? WHERE {self.key} = ? AND valid_from = ?", self._closes
+            f"UPDATE {self.table} SET valid_to = ? WHERE run_id = ? AND {self.key} = ? AND valid_from = ?",
+            self._closes,
         )
         columns_of = itemgetter(*self.columns)
         cursor.insert_rows(self.table, self.columns, [columns_of(row) for row in self._new])

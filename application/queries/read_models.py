@@ -7,9 +7,12 @@ import json
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from application.caching import BoundedLRU
+from application.projections.base import utc_text
 from application.projections.run_proof_trees import StoredRunTrees, read_proof_material
+from application.projections.run_tables import fold_tail, tail_statement
 from application.projections.runtime import Projections
 from application.proofs import MaterialTrees, ProofMaterial, RunTrees
 from application.read_ahead import read_ahead
@@ -91,10 +94,31 @@ class ReadModels:
             if as_of_position is None and attempt is None:
                 raise errors.RunNotFound(f"run {run_id!r} not found")
             raise errors.NothingKnownYet(f"no summary of run {run_id!r} is known at position {position}")
-        # A summary row holds until its run's next event: count the audit records up to its
+        summary = self._with_tail(tables, rows[0], position)
+        # A summary holds until its run's next event: count the audit records up to its
         # last event (an earlier attempt's summary must not count later records).
-        audit_records = self._audit_count(run_id, min(position, rows[0]["last_position"]))
-        return self._summary_view(rows[0], audit_records, position)
+        audit_records = self._audit_count(run_id, min(position, summary["last_position"]))
+        return self._summary_view(summary, audit_records, position)
+
+    def _with_tail(self, tables: dict[str, str], anchor: dict[str, Any], position: int) -> dict[str, Any]:
+        """A run's summary at a position: the stored anchor in force there, and the
+        decisions recorded after it up to the position (run_tables.py). Its outcome
+        counts become a dict."""
+        summary = dict(anchor)
+        summary["outcome_counts"] = outcomes = json.loads(anchor["outcome_counts"])
+        up_to = position if anchor["valid_to"] is None else min(position, anchor["valid_to"] - 1)
+        if up_to <= anchor["valid_from"]:
+            return summary
+        tail = self.projections.live_store("runs").fetchall(
+            tail_statement(tables), (anchor["run_id"], anchor["valid_from"], up_to)
+        )
+        if tail:
+            fold_tail(summary, outcomes, tail)
+            last = self.index.event_position(UUID(tail[-1]["decision_id"]), 1)
+            if last is None:
+                raise LookupError(f"no index row for decision {tail[-1]['decision_id']}")
+            summary["updated_at"] = utc_text(last.recorded_at)
+        return summary
 
     def _audit_count(self, run_id: str, position: int) -> int:
         """How many audit records the run had at a position: one index lookup."""
@@ -117,7 +141,7 @@ class ReadModels:
             admitted_count=row["admitted_count"],
             basis_digest=row["basis_digest"],
             decision_count=row["decision_count"],
-            outcome_counts=json.loads(row["outcome_counts"]),
+            outcome_counts=row["outcome_counts"],
             corrected_count=row["corrected_count"],
             missing_count=row["missing_count"],
             unexpected_count=row["unexpected_count"],
@@ -167,9 +191,10 @@ class ReadModels:
             f"SELECT * FROM {tables['summary']} WHERE {' AND '.join(where)} ORDER BY run_id LIMIT ?",
             [*params, limit + 1],
         )
+        summaries = [self._with_tail(tables, row, position) for row in rows[:limit]]
         runs = [
-            self._summary_view(row, self._audit_count(row["run_id"], position), position)
-            for row in rows[:limit]
+            self._summary_view(summary, self._audit_count(summary["run_id"], position), position)
+            for summary in summaries
         ]
         next_after = runs[-1].run_id if len(rows) > limit else None
         return RunListPage(runs, next_after, position)

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from application.answers import Answers
+from application.projections.base import utc_text
 from application.queries.aggregates import AggregateQueries
 from application.service import LedgerService
 from domain.action import Action
@@ -459,6 +460,17 @@ def check_runs(service: LedgerService, log: Log, cut: int) -> None:
         summary = service.read_models.summary(run_id, as_of_position=cut)
         assert summary.as_of_position == cut
         assert summary_fields(summary) == fold.summary(), (run_id, cut)
+        # Its bounds are the run's first and last events by then, and it was updated when
+        # the last one was recorded (a summary read between two anchors too).
+        last = entries[-1].event
+        recorded = service.ledger.index.event_position(last.originator_id, last.originator_version)
+        assert recorded is not None
+        assert (summary.event_count, summary.first_position, summary.last_position) == (
+            len(entries),
+            entries[0].position,
+            entries[-1].position,
+        ), (run_id, cut)
+        assert summary.updated_at == utc_text(recorded.recorded_at), (run_id, cut)
         reconciliation = service.read_models.reconciliation(run_id, as_of_position=cut, limit=1000)
         assert {
             name: page.ids for name, page in reconciliation.categories.items()
@@ -475,6 +487,9 @@ def check_runs(service: LedgerService, log: Log, cut: int) -> None:
         if refold(log, run_uuid(run_id), cut) is not None
     ]
     assert [(summary.run_id, summary.status) for summary in listing.runs] == expected, cut
+    # A listed summary is the summary read alone.
+    for listed in listing.runs:
+        assert listed == service.read_models.summary(listed.run_id, as_of_position=cut), cut
 
 
 def check_decisions_and_actions(service: LedgerService, log: Log, cut: int) -> None:
