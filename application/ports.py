@@ -104,6 +104,11 @@ def with_index_rows(rows: list[LoggedEvent]) -> list[LoggedEvent]:
 class LedgerIndex(ABC):
     """Queries over the index tables, implemented by each back end's recorder."""
 
+    #: Whether reading the log is work done in this process, holding the GIL for most of
+    #: it (an embedded database): then a thread reading ahead only takes the GIL from the
+    #: reader's consumer, which loses it again at every statement it steps.
+    reads_in_process: bool = False
+
     @abstractmethod
     def last_knowledge_time(self) -> datetime | None:
         """The knowledge time of this thread's last successful write."""

@@ -62,6 +62,7 @@ class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerIndex):
     index_tables = ("ledger_positions", "ledger_tokens", "ledger_basis", "ledger_seals")
+    reads_in_process = True
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name)

@@ -1,13 +1,14 @@
 """The log as a projection reads it: pages of decoded events with their index rows.
 
-Each page is read by a thread of its own while the projection applies the page before
-(application/read_ahead.py), a few thousand events at a time, so memory stays flat
-however long the log is.
+A page at a time, so memory stays flat however long the log is. From a database server
+each page is read by a thread of its own while the projection applies the page before
+(application/read_ahead.py); from an embedded one (SQLite) the reading is the process's
+own work, done in turn (LedgerIndex.reads_in_process).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from application.ledger import DecisionLedger
@@ -24,14 +25,15 @@ def log_pages(
     page: int,
     decode: Callable[[LoggedEvent], Any],
 ) -> Generator[LogPage, None, None]:
-    """The events after position `after` (up to `up_to`), a page at a time, read ahead,
-    each decoded by `decode` (the projection's decoder: LedgerProjection.decoder)."""
-    return read_ahead(_pages(app, after, up_to, page, decode), name="log-pages")
+    """The events after position `after` (up to `up_to`), a page at a time, each decoded
+    by `decode` (the projection's decoder: LedgerProjection.decoder)."""
+    pages = _pages(app, after, up_to, page, decode)
+    return pages if app.index.reads_in_process else read_ahead(pages, name="log-pages")
 
 
 def _pages(
     app: DecisionLedger, after: int, up_to: int | None, page: int, decode: Callable[[LoggedEvent], Any]
-) -> Iterator[LogPage]:
+) -> Generator[LogPage, None, None]:
     position = after
     while True:
         rows = app.index.logged_events_between(position, up_to, page)
