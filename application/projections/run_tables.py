@@ -14,7 +14,9 @@ compares with a rebuild).
 - actions:   per action and version: its status.
 
 Decisions and actions are keyed within their run: a page's rows then land in the few
-index pages of the runs it touches, not all over an index of random UUIDs.
+index pages of the runs it touches, not all over an index of random UUIDs. A decision's
+version is keyed by its position (each event makes at most one): a correction finds the
+version it ends by the position of the decision's event before it, in the ledger's index.
 
 Reconciliation, as of position P:
   missing     = admitted at or before P, and not decided at or before P
@@ -97,14 +99,13 @@ RUN_VIEW_DDL = (
     # and decision_id, and rows not admitted (admitted_at NULL): readers skip both.
     "CREATE TABLE IF NOT EXISTS {inputs} ("
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, admitted_at BIGINT NOT NULL,"
-    " PRIMARY KEY (run_id, input_id))",
+    " PRIMARY KEY (run_id, input_id)){without_rowid}",
     "CREATE TABLE IF NOT EXISTS {decisions} ("
     " decision_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, outcome TEXT NOT NULL,"
     " effective_at TEXT NOT NULL, corrections INTEGER NOT NULL,"
-    " PRIMARY KEY (run_id, decision_id, valid_from))",
+    " PRIMARY KEY (run_id, valid_from)){without_rowid}",
     "CREATE INDEX IF NOT EXISTS {decisions_input} ON {decisions} (run_id, input_id, valid_from)",
-    "CREATE INDEX IF NOT EXISTS {decisions_tail} ON {decisions} (run_id, valid_from)",
     "CREATE TABLE IF NOT EXISTS {actions} ("
     " action_id TEXT NOT NULL, valid_from BIGINT NOT NULL, valid_to BIGINT,"
     " run_id TEXT NOT NULL, input_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"

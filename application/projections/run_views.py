@@ -58,7 +58,6 @@ class RunViewsProjection(LedgerProjection):
             "summary_open_row": f'"{view.projection}_g{view.generation}_summary_open_row"',
             "actions_run": f'"{view.projection}_g{view.generation}_actions_run"',
             "decisions_input": f'"{view.projection}_g{view.generation}_decisions_input"',
-            "decisions_tail": f'"{view.projection}_g{view.generation}_decisions_tail"',
         }
         super().__init__(view, index)
         self.summaries = SummaryVersions(self.t)
@@ -111,7 +110,7 @@ class RunViewsProjection(LedgerProjection):
         # from the tables become text.
         recorded: set[int] = set()
         requested: set[int] = set()
-        corrected: list[tuple[str, Any]] = []  # (run_id, decision_id)
+        corrected: list[LoggedEvent] = []
         moved: list[tuple[str, Any]] = []  # (run_id, action_id)
         opened: list[str] = []
         for event, logged in page.events:
@@ -124,19 +123,36 @@ class RunViewsProjection(LedgerProjection):
             elif kind is Run.Opened:
                 opened.append(event["run_id"])
             elif kind is Decision.Corrected:
-                corrected.append((logged.run_id, logged.originator_id))
+                corrected.append(logged)
             elif kind is Action.Requested:
                 requested.add(logged.originator_id.int)  # type: ignore[union-attr]
             elif kind in ACTION_MOVES:
                 moved.append((logged.run_id, logged.originator_id))
         self.summaries.load(cursor, {logged.run_id for _, logged in page.events})
-        self.decisions.load(
-            cursor, [(run, str(decision)) for run, decision in corrected if decision.int not in recorded]
-        )
+        self.decisions.load_at(cursor, self._corrected_versions(corrected, recorded))
         self.actions.load(
             cursor, [(run, str(action)) for run, action in moved if action.int not in requested]
         )
         self.inputs.begin_page(cursor, opened, admitted, decided)
+
+    def _corrected_versions(
+        self, corrected: list[LoggedEvent], recorded: set[int]
+    ) -> list[tuple[str, str, int]]:
+        """The stored versions the page's corrections end: (run_id, decision_id, and where
+        each began: the position of the decision's event before its first correction here)."""
+        first: dict[Any, LoggedEvent] = {}
+        for logged in corrected:
+            if logged.originator_id.int not in recorded:  # type: ignore[union-attr]
+                first.setdefault(logged.originator_id, logged)
+        versions = []
+        for decision_id, logged in first.items():
+            before = self.index.event_position(decision_id, logged.originator_version - 1)
+            if before is None:
+                raise LookupError(
+                    f"no index row for version {logged.originator_version - 1} of decision {decision_id}"
+                )
+            versions.append((logged.run_id, str(decision_id), before.position))
+        return versions
 
     def end_batch(self, cursor: ViewCursor) -> None:
         self.inputs.end_page()

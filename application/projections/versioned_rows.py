@@ -6,8 +6,9 @@ ends the one before it: in memory when that one is new in this page too, else wi
 UPDATE of the stored row. At the page's end the stored rows are closed first (a table
 may allow one open row per key), then the new rows are inserted in a few statements.
 
-Each thing belongs to a run, and its table is keyed within the run (run_id, key,
-valid_from): the stored rows are read and closed by run and key.
+Each thing belongs to a run, and its table is keyed within the run: by (run_id, key,
+valid_from), or by (run_id, valid_from) when each position makes at most one version
+(then a version in force is read by where it began: `load_at`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,26 @@ class VersionedRows:
             for row in cursor.select_in(statement, (run_id,), run_keys):
                 self._current[row[self.key]] = row
                 self._stored_from[row[self.key]] = row["valid_from"]
+
+    def load_at(self, cursor: ViewCursor, versions: Iterable[tuple[str, Any, int]]) -> None:
+        """Read the stored versions in force that began where these (run_id, key,
+        valid_from) say, a query per run; refused if one is not stored, or not in force."""
+        wanted: dict[str, dict[int, Any]] = {}
+        for run_id, key, valid_from in versions:
+            if key not in self._current:
+                wanted.setdefault(run_id, {})[valid_from] = key
+        statement = f"SELECT * FROM {self.table} WHERE run_id = ? AND valid_from IN (?*)"
+        for run_id, keys in wanted.items():
+            found = {row["valid_from"]: row for row in cursor.select_in(statement, (run_id,), list(keys))}
+            for valid_from, key in keys.items():
+                row = found.get(valid_from)
+                if row is None or row[self.key] != key or row["valid_to"] is not None:
+                    raise LookupError(
+                        f"{self.table} holds no version of {key} in force from position {valid_from}:"
+                        " the view and the log disagree"
+                    )
+                self._current[key] = row
+                self._stored_from[key] = valid_from
 
     def current(self, key: Any) -> dict[str, Any] | None:
         """The version in force (loaded or written in this page), if any."""
