@@ -97,6 +97,7 @@ class LedgerProjection(Projection[ViewStore]):
             return
         last = page.events[-1][1].position
         try:
+            self.read_index(page)
             with self.view.page_cursor() as cursor:
                 if self.fence is not None:
                     self.fence.check(cursor)
@@ -109,6 +110,11 @@ class LedgerProjection(Projection[ViewStore]):
             self.page_abandoned()
             raise
         self.page_committed(last)
+
+    def read_index(self, page: LogPage) -> None:
+        """Read from the ledger's index what the page needs, before its transaction opens
+        (the index has connections of its own: one asked for inside the page's transaction
+        could wait on a pool that transaction helps to exhaust)."""
 
     def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
         """Read ahead, in a few queries, what the page's events will touch."""

@@ -66,6 +66,8 @@ class RunViewsProjection(LedgerProjection):
         self.inputs = RunInputs(self.t["inputs"], self.t["decisions"])
         #: The position of the last page this object committed (None: none, or forgotten).
         self._followed_through: int | None = None
+        #: The stored versions the page's corrections end: (run_id, decision_id, valid_from).
+        self._corrected_from: list[tuple[str, str, int]] = []
         #: The page's admissions: (run_id, input_id, admitted_at).
         self._input_rows: list[tuple[str, str, int]] = []
         #: What each kind of event changes (a table of handlers: cheaper than a dispatch).
@@ -97,6 +99,27 @@ class RunViewsProjection(LedgerProjection):
 
     # --- A page: read ahead, fold, write --------------------------------------------
 
+    def read_index(self, page: LogPage) -> None:
+        """Where the stored versions the page's corrections end began: the position of
+        each decision's event before its first correction in the page (unless the page
+        records the decision too)."""
+        recorded: set[Any] = set()
+        first: dict[Any, LoggedEvent] = {}
+        for _, logged in page.events:
+            kind = self._kind_of(logged.topic)
+            if kind is Decision.Recorded:
+                recorded.add(logged.originator_id)
+            elif kind is Decision.Corrected and logged.originator_id not in recorded:
+                first.setdefault(logged.originator_id, logged)
+        self._corrected_from = []
+        for decision_id, logged in first.items():
+            before = self.index.event_position(decision_id, logged.originator_version - 1)
+            if before is None:
+                raise LookupError(
+                    f"no index row for version {logged.originator_version - 1} of decision {decision_id}"
+                )
+            self._corrected_from.append((logged.run_id, str(decision_id), before.position))
+
     def begin_batch(self, cursor: ViewCursor, page: LogPage) -> None:
         """Read, in a few queries, what the page's events will change and this process
         does not hold already: the runs' summaries, the other half of the inputs they
@@ -108,51 +131,27 @@ class RunViewsProjection(LedgerProjection):
         decided: dict[str, list[str]] = {}
         # Aggregate IDs as decoded (UUIDs, compared by their integers): only those read
         # from the tables become text.
-        recorded: set[int] = set()
         requested: set[int] = set()
-        corrected: list[LoggedEvent] = []
         moved: list[tuple[str, Any]] = []  # (run_id, action_id)
         opened: list[str] = []
         for event, logged in page.events:
             kind = self._kind_of(logged.topic)
             if kind is Decision.Recorded:
                 decided.setdefault(event["run_id"], []).append(event["input_id"])
-                recorded.add(logged.originator_id.int)  # type: ignore[union-attr]
             elif kind is Run.BasisAdmitted:
                 admitted.setdefault(event["run_id"], []).extend(event["input_ids"])
             elif kind is Run.Opened:
                 opened.append(event["run_id"])
-            elif kind is Decision.Corrected:
-                corrected.append(logged)
             elif kind is Action.Requested:
                 requested.add(logged.originator_id.int)  # type: ignore[union-attr]
             elif kind in ACTION_MOVES:
                 moved.append((logged.run_id, logged.originator_id))
         self.summaries.load(cursor, {logged.run_id for _, logged in page.events})
-        self.decisions.load_at(cursor, self._corrected_versions(corrected, recorded))
+        self.decisions.load_at(cursor, self._corrected_from)
         self.actions.load(
             cursor, [(run, str(action)) for run, action in moved if action.int not in requested]
         )
         self.inputs.begin_page(cursor, opened, admitted, decided)
-
-    def _corrected_versions(
-        self, corrected: list[LoggedEvent], recorded: set[int]
-    ) -> list[tuple[str, str, int]]:
-        """The stored versions the page's corrections end: (run_id, decision_id, and where
-        each began: the position of the decision's event before its first correction here)."""
-        first: dict[Any, LoggedEvent] = {}
-        for logged in corrected:
-            if logged.originator_id.int not in recorded:  # type: ignore[union-attr]
-                first.setdefault(logged.originator_id, logged)
-        versions = []
-        for decision_id, logged in first.items():
-            before = self.index.event_position(decision_id, logged.originator_version - 1)
-            if before is None:
-                raise LookupError(
-                    f"no index row for version {logged.originator_version - 1} of decision {decision_id}"
-                )
-            versions.append((logged.run_id, str(decision_id), before.position))
-        return versions
 
     def end_batch(self, cursor: ViewCursor) -> None:
         self.inputs.end_page()

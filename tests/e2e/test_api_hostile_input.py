@@ -190,3 +190,16 @@ def test_a_batch_that_wrote_nothing_still_keeps_its_key(api: TestClient) -> None
     assert [entry["status"] for entry in first.json()["items"]] == ["replayed"]
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert_problem(other, 422, "idempotency-key-reused")
+
+
+def test_an_action_kind_the_ledger_would_refuse_is_refused_by_the_listing_as_documented(api: TestClient) -> None:
+    # The listing's `kind` filter follows the label rule the document states (its pattern),
+    # so a client generating requests from the document never meets an undocumented 422.
+    parameter = next(
+        parameter
+        for parameter in api.get("/openapi.json").json()["paths"]["/actions"]["get"]["parameters"]
+        if parameter["name"] == "kind"
+    )
+    assert "[A-Za-z0-9._:/-]" in str(parameter["schema"])
+    assert_refused(api.get("/actions", params={"kind": "Form refused"}), "kind")
+    assert api.get("/actions", params={"kind": "block-card"}).status_code == 200

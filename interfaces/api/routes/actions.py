@@ -18,6 +18,7 @@ from interfaces.api.schemas import (
     ActionListPublic,
     ActionPublic,
     ActionWaive,
+    Label,
     RedeliverCreate,
     RunId,
 )
@@ -83,7 +84,7 @@ async def list_actions(
     call: ReadCallDep,
     response: Response,
     status: Literal["requested", "committed", "failed", "waived"] | None = None,
-    kind: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[Label | None, Query()] = None,
     run_id: Annotated[RunId | None, Query()] = None,
     after: Annotated[UUID | None, Query(description="Page after this action_id")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
