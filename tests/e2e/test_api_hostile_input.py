@@ -192,7 +192,9 @@ def test_a_batch_that_wrote_nothing_still_keeps_its_key(api: TestClient) -> None
     assert_problem(other, 422, "idempotency-key-reused")
 
 
-def test_an_action_kind_the_ledger_would_refuse_is_refused_by_the_listing_as_documented(api: TestClient) -> None:
+def test_an_action_kind_the_ledger_would_refuse_is_refused_by_the_listing_as_documented(
+    api: TestClient,
+) -> None:
     # The listing's `kind` filter follows the label rule the document states (its pattern),
     # so a client generating requests from the document never meets an undocumented 422.
     parameter = next(
