@@ -182,9 +182,16 @@ def test_bad_redeliveries_and_listings_write_nothing(dispatch_api: TestClient) -
     assert event_count(api) == before
 
     # Listings: a status, limit or cursor that cannot be is refused.
-    for params in ({"status": "lost"}, {"limit": 0}, {"limit": 201}, {"after": "x"}, {"run_id": "bad run"}):
+    # A kind is a label, as the document says: the schema refuses one that is not.
+    for params in (
+        {"status": "lost"},
+        {"limit": 0},
+        {"limit": 201},
+        {"after": "x"},
+        {"run_id": "bad run"},
+        {"kind": "bad kind"},
+    ):
         assert_problem(api.get("/actions", params=params), 422, "validation-error")
-    assert_problem(api.get("/actions", params={"kind": "bad kind"}), 422, "invalid-command")
     # As of a position before the action existed, it is not listed yet.
     as_of = api.get("/actions", params={"as_of_position": action["position"] - 1})
     assert as_of.status_code == 200 and action["action_id"] not in [
