@@ -125,6 +125,58 @@ def tail_statement(t: Mapping[str, str]) -> str:
     )
 
 
+#: The tail's columns as `summary_as_of_statement` names them.
+TAIL_COLUMNS = {"tail_outcome": "outcome", "tail_from": "valid_from", "tail_admitted": "admitted"}
+#: Its columns from the audit log: the run's records by the summary's last event, and
+#: when that event was recorded.
+AUDIT_COLUMNS = ("audit_records", "audit_recorded_at")
+
+
+def summary_as_of_statement(t: Mapping[str, str], audit_records: str, *, of_attempt: bool) -> str:
+    """A run's anchor in force at a position (of an attempt), with its tail to that
+    position (a row per decision of the tail, or one whose tail columns are null) and its
+    last audit record then, in one query. Parameters: (position, run_id, position,
+    [attempt,] position). The run's last event by the position, within the anchor's range,
+    is the summary's last event: the last of its tail, or the anchor's own."""
+    attempt = " AND attempt = ?" if of_attempt else ""
+    last_record = (
+        f"FROM {audit_records} x WHERE x.run_id = r.run_id AND x.position <="
+        " (CASE WHEN r.valid_to IS NOT NULL AND r.valid_to <= p.at THEN r.valid_to - 1 ELSE p.at END)"
+        " ORDER BY x.position DESC LIMIT 1"
+    )
+    return (
+        "SELECT s.*, d.outcome AS tail_outcome, d.valid_from AS tail_from, EXISTS (SELECT 1"
+        f" FROM {t['inputs']} a WHERE a.run_id = d.run_id AND a.input_id = d.input_id"
+        " AND a.admitted_at < d.valid_from) AS tail_admitted"
+        f" FROM (SELECT r.*, (SELECT x.run_sequence {last_record}) AS audit_records,"
+        f" (SELECT x.recorded_at {last_record}) AS audit_recorded_at"
+        " FROM (SELECT ? AS at) p,"
+        f" (SELECT * FROM {t['summary']} WHERE run_id = ? AND valid_from <= ?{attempt}"
+        " ORDER BY valid_from DESC LIMIT 1) r) s"
+        f" LEFT JOIN {t['decisions']} d ON d.run_id = s.run_id"
+        " AND d.valid_from > s.valid_from AND d.valid_from <= ?"
+        " AND (s.valid_to IS NULL OR d.valid_from < s.valid_to) AND d.corrections = 0"
+        " ORDER BY d.valid_from"
+    )
+
+
+def split_summary_rows(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]], tuple[Any, Any]]:
+    """The rows of `summary_as_of_statement`: (the anchor, its tail, and the run's last
+    audit record then: its run_sequence and recorded_at, or nulls)."""
+    first = rows[0]
+    anchor = {column: value for column, value in first.items() if column not in TAIL_COLUMNS}
+    for column in AUDIT_COLUMNS:
+        del anchor[column]
+    tail = [
+        {name: row[column] for column, name in TAIL_COLUMNS.items()}
+        for row in rows
+        if row["tail_from"] is not None
+    ]
+    return anchor, tail, (first["audit_records"], first["audit_recorded_at"])
+
+
 def fold_tail(summary: dict[str, Any], outcomes: dict[str, int], tail: Sequence[Mapping[str, Any]]) -> None:
     """Add to an anchor's summary (and its outcome counts) the decisions of its tail, as
     the runs projection folded them."""

@@ -7,12 +7,15 @@ import json
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
-from uuid import UUID
 
 from application.caching import BoundedLRU
-from application.projections.base import utc_text
 from application.projections.run_proof_trees import StoredRunTrees, read_proof_material
-from application.projections.run_tables import fold_tail, tail_statement
+from application.projections.run_tables import (
+    fold_tail,
+    split_summary_rows,
+    summary_as_of_statement,
+    tail_statement,
+)
 from application.projections.runtime import Projections
 from application.proofs import MaterialTrees, ProofMaterial, RunTrees
 from application.read_ahead import read_ahead
@@ -83,52 +86,67 @@ class ReadModels:
         validate_run_id(run_id)
         position = self._reading_position(as_of_position)
         tables = self.projections.live_tables("runs")
-        attempt_filter = "" if attempt is None else " AND attempt = ?"
-        params: list[Any] = [run_id, position] + ([] if attempt is None else [attempt])
-        rows = self.projections.live_store("runs").fetchall(
-            f"SELECT * FROM {tables['summary']} WHERE run_id = ? AND valid_from <= ?{attempt_filter}"
-            " ORDER BY valid_from DESC LIMIT 1",
-            params,
+        statement = summary_as_of_statement(
+            tables, self.projections.live_tables("audit")["records"], of_attempt=attempt is not None
         )
+        params = [position, run_id, position, *([] if attempt is None else [attempt]), position]
+        rows = self.projections.live_store("runs").fetchall(statement, params)
         if not rows:
             if as_of_position is None and attempt is None:
                 raise errors.RunNotFound(f"run {run_id!r} not found")
             raise errors.NothingKnownYet(f"no summary of run {run_id!r} is known at position {position}")
-        summary = self._with_tail(tables, rows[0], position)
-        # A summary holds until its run's next event: count the audit records up to its
-        # last event (an earlier attempt's summary must not count later records).
-        audit_records = self._audit_count(run_id, min(position, summary["last_position"]))
+        anchor, tail, last_record = split_summary_rows(rows)
+        summary = self._folded(anchor, tail)
+        # A summary holds until its run's next event: it counts the audit records up to
+        # that event (an earlier attempt's summary must not count later records).
+        audit_records = self._from_audit_record(summary, *last_record)
         return self._summary_view(summary, audit_records, position)
 
     def _with_tail(self, tables: dict[str, str], anchor: dict[str, Any], position: int) -> dict[str, Any]:
         """A run's summary at a position: the stored anchor in force there, and the
-        decisions recorded after it up to the position (run_tables.py). Its outcome
-        counts become a dict."""
-        summary = dict(anchor)
-        summary["outcome_counts"] = outcomes = json.loads(anchor["outcome_counts"])
+        decisions recorded after it up to the position (run_tables.py)."""
         up_to = position if anchor["valid_to"] is None else min(position, anchor["valid_to"] - 1)
-        if up_to <= anchor["valid_from"]:
-            return summary
-        tail = self.projections.live_store("runs").fetchall(
-            tail_statement(tables), (anchor["run_id"], anchor["valid_from"], up_to)
-        )
+        tail = []
+        if up_to > anchor["valid_from"]:
+            tail = self.projections.live_store("runs").fetchall(
+                tail_statement(tables), (anchor["run_id"], anchor["valid_from"], up_to)
+            )
+        return self._folded(anchor, tail)
+
+    @staticmethod
+    def _folded(anchor: dict[str, Any], tail: list[dict[str, Any]]) -> dict[str, Any]:
+        """An anchor with its tail folded in; its outcome counts become a dict, and
+        `updated_at` is left to the audit record of its last event when the tail has one."""
+        summary = dict(anchor)
+        summary["outcome_counts"] = json.loads(anchor["outcome_counts"])
+        fold_tail(summary, summary["outcome_counts"], tail)
         if tail:
-            fold_tail(summary, outcomes, tail)
-            last = self.index.event_position(UUID(tail[-1]["decision_id"]), 1)
-            if last is None:
-                raise LookupError(f"no index row for decision {tail[-1]['decision_id']}")
-            summary["updated_at"] = utc_text(last.recorded_at)
+            summary["updated_at"] = None
         return summary
 
-    def _audit_count(self, run_id: str, position: int) -> int:
-        """How many audit records the run had at a position: one index lookup."""
+    def _audit_records(self, summary: dict[str, Any], position: int) -> int:
+        """How many audit records the run had at a position (one index lookup)."""
         tables = self.projections.live_tables("audit")
         rows = self.projections.live_store("audit").fetchall(
-            f"SELECT run_sequence FROM {tables['records']} WHERE run_id = ? AND position <= ?"
+            f"SELECT run_sequence, recorded_at FROM {tables['records']} WHERE run_id = ? AND position <= ?"
             " ORDER BY position DESC LIMIT 1",
-            (run_id, position),
+            (summary["run_id"], position),
         )
-        return int(rows[0]["run_sequence"]) if rows else 0
+        return self._from_audit_record(
+            summary, *((rows[0]["run_sequence"], rows[0]["recorded_at"]) if rows else (None, None))
+        )
+
+    @staticmethod
+    def _from_audit_record(summary: dict[str, Any], run_sequence: int | None, recorded_at: str | None) -> int:
+        """The run's audit records by the summary's last event; that record says when a
+        summary with a tail was updated."""
+        if summary["updated_at"] is None:
+            if recorded_at is None:
+                raise LookupError(
+                    f"no audit record of run {summary['run_id']} at position {summary['last_position']}"
+                )
+            summary["updated_at"] = recorded_at
+        return 0 if run_sequence is None else int(run_sequence)
 
     @staticmethod
     def _summary_view(row: dict[str, Any], audit_records: int, position: int) -> RunSummaryView:
@@ -193,7 +211,7 @@ class ReadModels:
         )
         summaries = [self._with_tail(tables, row, position) for row in rows[:limit]]
         runs = [
-            self._summary_view(summary, self._audit_count(summary["run_id"], position), position)
+            self._summary_view(summary, self._audit_records(summary, position), position)
             for summary in summaries
         ]
         next_after = runs[-1].run_id if len(rows) > limit else None
