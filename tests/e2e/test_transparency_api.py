@@ -117,6 +117,10 @@ def test_a_tlog_proof_shows_the_seal_in_the_latest_checkpoint(
         response = ledger_api.client.get(path, params={"format": "tlog-proof"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(TLOG_PROOF)
+    # The document says the route answers in this media type too, not only JSON.
+    template = "/runs/{run_id}/proof" if route == "run" else "/decisions/{decision_id}/proof"
+    documented = ledger_api.client.get("/openapi.json").json()["paths"][template]["get"]["responses"]["200"]
+    assert {"application/json", TLOG_PROOF} <= documented["content"].keys()
     proof = TlogProof.parse(response.text)
     assert proof.extra is not None
     # The extra data is the seal event's leaf: hashing it gives the leaf the proof places.

@@ -17,7 +17,12 @@ from domain.fields import INPUT_ID_PATTERN, require_moment
 from interfaces.api.dependencies import CommandCall, Idempotency, OperatorCall, ReadCallDep, WriterCall
 from interfaces.api.problems import Problem, problem_for_error, problem_responses
 from interfaces.api.routes.runs import READ_PROBLEMS, WRITE_PROBLEMS, RunIdPath
-from interfaces.api.routes.transparency import ProofFormat, tlog_proof_response, wants_tlog_proof
+from interfaces.api.routes.transparency import (
+    PROOF_RESPONSES,
+    ProofFormat,
+    tlog_proof_response,
+    wants_tlog_proof,
+)
 from interfaces.api.schemas import (
     BatchItemPublic,
     BatchPublic,
@@ -168,7 +173,7 @@ async def correct_decision(
     return await call.run(call.service.commands.decisions.correct, command, response)
 
 
-@router.get("/decisions/{decision_id}/proof", responses=READ_PROBLEMS, tags=["proofs"])
+@router.get("/decisions/{decision_id}/proof", responses={**READ_PROBLEMS, **PROOF_RESPONSES}, tags=["proofs"])
 async def decision_proof(
     decision_id: UUID, call: ReadCallDep, request: Request, response: Response, format: ProofFormat = None
 ) -> Any:

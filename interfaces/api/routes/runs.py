@@ -10,7 +10,12 @@ from domain.commands import AdmitInputs, CloseRun, OpenRun, ReopenRun
 from domain.fields import RUN_ID_PATTERN
 from interfaces.api.dependencies import OperatorCall, ReadCallDep, reflects
 from interfaces.api.problems import problem_responses
-from interfaces.api.routes.transparency import ProofFormat, tlog_proof_response, wants_tlog_proof
+from interfaces.api.routes.transparency import (
+    PROOF_RESPONSES,
+    ProofFormat,
+    tlog_proof_response,
+    wants_tlog_proof,
+)
 from interfaces.api.schemas import (
     AdmissionPublic,
     BasisCreate,
@@ -127,7 +132,7 @@ async def run_reconciliation(
     return await call.run(reconciliation, response)
 
 
-@router.get("/{run_id}/proof", responses=READ_PROBLEMS)
+@router.get("/{run_id}/proof", responses={**READ_PROBLEMS, **PROOF_RESPONSES})
 async def run_proof(
     run_id: RunIdPath, call: ReadCallDep, request: Request, response: Response, format: ProofFormat = None
 ) -> Any:

@@ -64,6 +64,18 @@ async def consistency(
     return ConsistencyPublic.model_validate({"from": from_size, "to": to_size, "proof": proof})
 
 
+#: A proof route's 200, documented in both its forms (JSON, or the tlog-proof text).
+PROOF_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The proof: JSON, or a C2SP tlog-proof when asked for",
+        "content": {
+            "application/json": {},
+            TLOG_PROOF_MEDIA_TYPE: {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
 def wants_tlog_proof(request: Request, format_: str | None) -> bool:
     """`?format=tlog-proof`, or an Accept header that names the tlog-proof media type."""
     if format_ is not None:
