@@ -253,8 +253,8 @@ def child_read(database_url: str) -> dict[str, float]:
 
 def child_scan(database_url: str, projection: str) -> dict[str, float]:
     """The log read as the projection's catch-up reads it (pages of events decoded as it
-    folds them, with their index rows, read ahead by a thread), applied to nothing: no
-    rebuild can be faster."""
+    folds them, with their index rows; from PostgreSQL read ahead by a thread), applied
+    to nothing: no rebuild can be faster."""
     service = build_service(Settings(database_url=database_url, signing_key=os.urandom(32).hex()))
     try:
         started, events = time.perf_counter(), 0

@@ -171,11 +171,11 @@ class Projections:
         page: int = CATCH_UP_PAGE,
         on_progress: Progress | None = None,
     ) -> int:
-        """Apply the events after the projection's position, a page per transaction,
-        each page read while the one before is applied, so memory stays flat. Returns
-        the new position."""
+        """Apply the events after the projection's position, a page per transaction (from
+        a database server each page is read while the one before is applied: log_pages.py),
+        so memory stays flat. Returns the new position."""
         position = projection.view.position()
-        # Closed on the way out, even by an error: its reading thread stops first.
+        # Closed on the way out, even by an error: a reading thread stops first.
         with (
             fewer_collections(),
             closing(
