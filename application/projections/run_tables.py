@@ -114,12 +114,19 @@ RUN_VIEW_DDL = (
 )
 
 
+def _admitted_before(t: Mapping[str, str]) -> str:
+    """Whether the input of decision `d` was admitted before it was decided."""
+    return (
+        f"EXISTS (SELECT 1 FROM {t['inputs']} a WHERE a.run_id = d.run_id"
+        " AND a.input_id = d.input_id AND a.admitted_at < d.valid_from)"
+    )
+
+
 def tail_statement(t: Mapping[str, str]) -> str:
     """A run's decisions recorded in a range of positions (run_id, after, up_to): each with
     whether its input was admitted before it."""
     return (
-        f"SELECT d.decision_id, d.outcome, d.valid_from, EXISTS (SELECT 1 FROM {t['inputs']} a"
-        " WHERE a.run_id = d.run_id AND a.input_id = d.input_id AND a.admitted_at < d.valid_from)"
+        f"SELECT d.decision_id, d.outcome, d.valid_from, {_admitted_before(t)}"
         f" AS admitted FROM {t['decisions']} d WHERE d.run_id = ? AND d.valid_from > ?"
         " AND d.valid_from <= ? AND d.corrections = 0 ORDER BY d.valid_from"
     )
@@ -145,9 +152,8 @@ def summary_as_of_statement(t: Mapping[str, str], audit_records: str, *, of_atte
         " ORDER BY x.position DESC LIMIT 1"
     )
     return (
-        "SELECT s.*, d.outcome AS tail_outcome, d.valid_from AS tail_from, EXISTS (SELECT 1"
-        f" FROM {t['inputs']} a WHERE a.run_id = d.run_id AND a.input_id = d.input_id"
-        " AND a.admitted_at < d.valid_from) AS tail_admitted"
+        "SELECT s.*, d.outcome AS tail_outcome, d.valid_from AS tail_from,"
+        f" {_admitted_before(t)} AS tail_admitted"
         f" FROM (SELECT r.*, (SELECT x.run_sequence {last_record}) AS audit_records,"
         f" (SELECT x.recorded_at {last_record}) AS audit_recorded_at"
         " FROM (SELECT ? AS at) p,"

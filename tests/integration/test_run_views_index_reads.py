@@ -92,3 +92,26 @@ def test_the_index_is_read_outside_the_pages_transaction(
     summary = ReadModels(projections).summary("run-a")
     assert (summary.decision_count, summary.corrected_count, summary.outcome_counts) == (2, 2, {"refer": 2})
     assert projections.verify("runs") == (ledger.index.head_position(), [])
+
+
+def test_a_correction_the_index_cannot_place_stops_the_page_and_writes_nothing(
+    ledger: DecisionLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_corrections(ledger)
+    projections = Projections(ledger)
+    store = projections.live_store("runs")
+    runs = projections.kind("runs").build(store, ledger)
+    decode = projections.kind("runs").decoder(ledger)
+    pages = list(log_pages(ledger, after=0, up_to=None, page=4, decode=decode))
+    runs.apply_page(pages[0])  # the run, its basis and its decisions
+    applied = store.position()
+
+    # The log and its index disagree: the decision's previous event has no index row.
+    monkeypatch.setattr(ledger.index, "event_position", lambda *args: None)
+    with pytest.raises(LookupError, match="no index row for version 1 of decision"):
+        runs.apply_page(pages[1])
+    assert store.position() == applied
+    tables = store.tables(["decisions"])
+    assert [
+        row["corrections"] for row in store.fetchall(f"SELECT corrections FROM {tables['decisions']}")
+    ] == [0, 0]

@@ -9,11 +9,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from application.projections.run_tables import SUMMARY_COLUMNS, SUMMARY_COUNTERS
 from application.projections.summary_versions import WRITTEN_COLUMNS, SummaryVersions
+from application.queries.read_models import ReadModels
 
 OUTCOMES = st.text(min_size=1, max_size=12) | st.sampled_from(
     ["approve", "decline", "%d", "100%", '"q"', "é"]
@@ -176,3 +178,12 @@ def test_a_page_without_an_anchor_of_a_run_keeps_the_stored_one_in_force() -> No
     versions.take(summary)
     versions.flush(cursor, keep=lambda run_id: True)
     assert cursor.updates == [(40, "run-a", 1)]
+
+
+def test_a_summary_with_a_tail_and_no_audit_record_is_refused() -> None:
+    # A tail's time is its last event's audit record: without one the views disagree.
+    summary = {**summary_of("run-a", 3), "updated_at": None}
+    with pytest.raises(LookupError, match="no audit record of run run-a"):
+        ReadModels._from_audit_record(summary, None, None)
+    assert ReadModels._from_audit_record(summary, 7, "2026-12-04T00:00:00.000000+00:00") == 7
+    assert summary["updated_at"] == "2026-12-04T00:00:00.000000+00:00"
